@@ -1,0 +1,510 @@
+//! Timing configuration: a builder, the `ZDD_*` environment, and validation.
+//!
+//! | setting | env | default |
+//! |---|---|---|
+//! | propagation delay | `ZDD_PROPAGATION_DELAY` | 5 s when `KUBERNETES_SERVICE_HOST` is set, else 0 |
+//! | drain timeout | `ZDD_DRAIN_TIMEOUT` | 20 s |
+//! | cleanup timeout (all hooks) | `ZDD_CLEANUP_TIMEOUT` | 3 s |
+//! | grace period it must fit in | `ZDD_GRACE_PERIOD` | 30 s |
+//! | time a preStop hook already waited | `ZDD_PRESTOP_DELAY` | 0 |
+//! | safety margin | — | 2 s |
+//!
+//! Durations are human-readable (`500ms`, `5s`, `1m`, `1m 30s`). [`ConfigBuilder::build`]
+//! fails with a [`ConfigError`] naming the setting when a value is malformed or negative, and
+//! when `prestop + propagation + drain + cleanup + margin` exceeds the grace period. A
+//! preStop hook's wait counts as propagation time already spent, so only the rest of the
+//! propagation delay is waited after the trigger.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use zdd_core::Config;
+//!
+//! let config = Config::builder()
+//!     .propagation_delay(Duration::from_secs(5))
+//!     .drain_timeout(Duration::from_secs(15))
+//!     .build()?;
+//! assert_eq!(config.drain_timeout(), Duration::from_secs(15));
+//!
+//! // The same settings from the environment (here from a map, as a test would):
+//! let env = [("ZDD_PROPAGATION_DELAY", "5s"), ("ZDD_DRAIN_TIMEOUT", "15s")];
+//! let from_env = Config::builder()
+//!     .with_env_from(|key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string()))?
+//!     .build()?;
+//! assert_eq!(from_env, config);
+//! # Ok::<(), zdd_core::ConfigError>(())
+//! ```
+
+use std::time::Duration;
+
+use crate::error::{Budget, ConfigError};
+
+/// Environment variable for the propagation delay.
+pub const ENV_PROPAGATION_DELAY: &str = "ZDD_PROPAGATION_DELAY";
+/// Environment variable for the drain timeout.
+pub const ENV_DRAIN_TIMEOUT: &str = "ZDD_DRAIN_TIMEOUT";
+/// Environment variable for the cleanup timeout.
+pub const ENV_CLEANUP_TIMEOUT: &str = "ZDD_CLEANUP_TIMEOUT";
+/// Environment variable for the grace period.
+pub const ENV_GRACE_PERIOD: &str = "ZDD_GRACE_PERIOD";
+/// Environment variable for the time a preStop hook already waited.
+pub const ENV_PRESTOP_DELAY: &str = "ZDD_PRESTOP_DELAY";
+/// Set by Kubernetes in every container; its presence selects the Kubernetes defaults.
+pub const ENV_KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
+
+const KUBERNETES_PROPAGATION_DELAY: Duration = Duration::from_secs(5);
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(3);
+const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+const DEFAULT_MARGIN: Duration = Duration::from_secs(2);
+
+/// What a second `SIGTERM` does.
+///
+/// Orchestrators sometimes repeat `SIGTERM`; treating the repeat as "hurry up" would cut
+/// drains short for no reason, so the default is to log it and carry on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SecondSigterm {
+    /// Log the signal and carry on with the sequence.
+    #[default]
+    Ignore,
+    /// Skip straight to [`Phase::Forcing`](crate::Phase::Forcing), like a second `SIGINT`.
+    Force,
+}
+
+/// Validated timing configuration for a [`Lifecycle`](crate::Lifecycle).
+///
+/// Build one with [`Config::builder`] or [`Config::from_env`]; see the
+/// [module docs](crate::config) for the settings and their defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    propagation_delay: Duration,
+    drain_timeout: Duration,
+    cleanup_timeout: Duration,
+    grace_period: Duration,
+    prestop_delay: Duration,
+    margin: Duration,
+    second_sigterm: SecondSigterm,
+}
+
+impl Config {
+    /// A builder with every setting at its default.
+    #[must_use]
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::new()
+    }
+
+    /// The defaults, adjusted by the `ZDD_*` environment variables.
+    ///
+    /// # Errors
+    ///
+    /// When a variable is not a valid non-negative duration, or the timings do not fit the
+    /// grace period; the error names the variable.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::builder().with_env()?.build()
+    }
+
+    /// How long the service keeps accepting after it turned unready, so load balancers
+    /// notice before the listener closes. Already reduced by [`Config::prestop_delay`].
+    #[must_use]
+    pub fn propagation_delay(&self) -> Duration {
+        self.propagation_delay.saturating_sub(self.prestop_delay)
+    }
+
+    /// How long in-flight work may take to finish before connections are forced closed.
+    #[must_use]
+    pub fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+
+    /// How long all cleanup hooks may take together.
+    #[must_use]
+    pub fn cleanup_timeout(&self) -> Duration {
+        self.cleanup_timeout
+    }
+
+    /// The time the orchestrator allows between `SIGTERM` and `SIGKILL`.
+    #[must_use]
+    pub fn grace_period(&self) -> Duration {
+        self.grace_period
+    }
+
+    /// The time a preStop hook already waited before the trigger.
+    #[must_use]
+    pub fn prestop_delay(&self) -> Duration {
+        self.prestop_delay
+    }
+
+    /// Time kept free inside the grace period for forced closes and process exit.
+    #[must_use]
+    pub fn margin(&self) -> Duration {
+        self.margin
+    }
+
+    /// What a second `SIGTERM` does.
+    #[must_use]
+    pub fn second_sigterm(&self) -> SecondSigterm {
+        self.second_sigterm
+    }
+}
+
+impl Default for Config {
+    /// The defaults, without reading `ZDD_*` variables (Kubernetes is still detected).
+    fn default() -> Self {
+        // The defaults always fit: 5 s + 20 s + 3 s + 2 s = 30 s.
+        match ConfigBuilder::new().build() {
+            Ok(config) => config,
+            Err(_) => unreachable!("the default timings fit the default grace period"),
+        }
+    }
+}
+
+/// Builds a [`Config`]. Every setter's docs end with its default.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigBuilder {
+    propagation_delay: Option<Duration>,
+    drain_timeout: Option<Duration>,
+    cleanup_timeout: Option<Duration>,
+    grace_period: Option<Duration>,
+    prestop_delay: Option<Duration>,
+    margin: Option<Duration>,
+    second_sigterm: SecondSigterm,
+    in_kubernetes: Option<bool>,
+}
+
+impl ConfigBuilder {
+    /// A builder with every setting at its default.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder with the Kubernetes defaults whether or not `KUBERNETES_SERVICE_HOST` is
+    /// set (a 5 s propagation delay).
+    #[must_use]
+    pub fn for_kubernetes() -> Self {
+        Self { in_kubernetes: Some(true), ..Self::default() }
+    }
+
+    /// How long to keep accepting after turning unready.
+    ///
+    /// Default is 5 s when running in Kubernetes (`KUBERNETES_SERVICE_HOST` set), else 0.
+    #[must_use]
+    pub fn propagation_delay(mut self, delay: Duration) -> Self {
+        self.propagation_delay = Some(delay);
+        self
+    }
+
+    /// How long in-flight work may take to finish. Default is 20 s.
+    #[must_use]
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = Some(timeout);
+        self
+    }
+
+    /// How long all cleanup hooks may take together. Default is 3 s.
+    #[must_use]
+    pub fn cleanup_timeout(mut self, timeout: Duration) -> Self {
+        self.cleanup_timeout = Some(timeout);
+        self
+    }
+
+    /// The orchestrator's grace period (`terminationGracePeriodSeconds`). Default is 30 s.
+    #[must_use]
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.grace_period = Some(grace);
+        self
+    }
+
+    /// The time a preStop hook already waited before the trigger; it is taken off the
+    /// propagation delay and counted against the grace period. Default is 0.
+    #[must_use]
+    pub fn prestop_delay(mut self, delay: Duration) -> Self {
+        self.prestop_delay = Some(delay);
+        self
+    }
+
+    /// Time kept free inside the grace period for forced closes and exit. Default is 2 s.
+    #[must_use]
+    pub fn margin(mut self, margin: Duration) -> Self {
+        self.margin = Some(margin);
+        self
+    }
+
+    /// What a second `SIGTERM` does. Default is [`SecondSigterm::Ignore`].
+    #[must_use]
+    pub fn second_sigterm(mut self, action: SecondSigterm) -> Self {
+        self.second_sigterm = action;
+        self
+    }
+
+    /// Applies the `ZDD_*` variables of the process environment (and detects Kubernetes).
+    ///
+    /// # Errors
+    ///
+    /// When a variable is not valid Unicode or not a valid non-negative duration.
+    pub fn with_env(self) -> Result<Self, ConfigError> {
+        let mut not_unicode = None;
+        let builder = self.with_env_from(|key| match std::env::var(key) {
+            Ok(value) => Some(value),
+            Err(std::env::VarError::NotPresent) => None,
+            Err(std::env::VarError::NotUnicode(raw)) => {
+                not_unicode.get_or_insert((key.to_owned(), raw.to_string_lossy().into_owned()));
+                None
+            }
+        })?;
+        match not_unicode {
+            Some((key, value)) => Err(ConfigError::malformed(env_name(&key), &value)),
+            None => Ok(builder),
+        }
+    }
+
+    /// Applies `ZDD_*` variables looked up with `lookup` instead of the process environment
+    /// (a map, a config file, a test table). `KUBERNETES_SERVICE_HOST` is looked up too.
+    ///
+    /// # Errors
+    ///
+    /// When a value is not a valid non-negative duration; the error names the variable.
+    pub fn with_env_from<F>(mut self, mut lookup: F) -> Result<Self, ConfigError>
+    where
+        F: FnMut(&str) -> Option<String>,
+    {
+        let mut read = |key: &'static str| -> Result<Option<Duration>, ConfigError> {
+            lookup(key).map(|value| parse_duration(key, &value)).transpose()
+        };
+        if let Some(d) = read(ENV_PROPAGATION_DELAY)? {
+            self.propagation_delay = Some(d);
+        }
+        if let Some(d) = read(ENV_DRAIN_TIMEOUT)? {
+            self.drain_timeout = Some(d);
+        }
+        if let Some(d) = read(ENV_CLEANUP_TIMEOUT)? {
+            self.cleanup_timeout = Some(d);
+        }
+        if let Some(d) = read(ENV_GRACE_PERIOD)? {
+            self.grace_period = Some(d);
+        }
+        if let Some(d) = read(ENV_PRESTOP_DELAY)? {
+            self.prestop_delay = Some(d);
+        }
+        if self.in_kubernetes.is_none() {
+            self.in_kubernetes = Some(lookup(ENV_KUBERNETES_SERVICE_HOST).is_some());
+        }
+        Ok(self)
+    }
+
+    /// Validates the settings.
+    ///
+    /// # Errors
+    ///
+    /// When `prestop + propagation + drain + cleanup + margin` exceeds the grace period.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let in_kubernetes = self
+            .in_kubernetes
+            .unwrap_or_else(|| std::env::var_os(ENV_KUBERNETES_SERVICE_HOST).is_some());
+        let default_propagation =
+            if in_kubernetes { KUBERNETES_PROPAGATION_DELAY } else { Duration::ZERO };
+        let config = Config {
+            propagation_delay: self.propagation_delay.unwrap_or(default_propagation),
+            drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            cleanup_timeout: self.cleanup_timeout.unwrap_or(DEFAULT_CLEANUP_TIMEOUT),
+            grace_period: self.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),
+            prestop_delay: self.prestop_delay.unwrap_or(Duration::ZERO),
+            margin: self.margin.unwrap_or(DEFAULT_MARGIN),
+            second_sigterm: self.second_sigterm,
+        };
+        let budget = Budget {
+            prestop: config.prestop_delay,
+            propagation: config.propagation_delay(),
+            drain: config.drain_timeout,
+            cleanup: config.cleanup_timeout,
+            margin: config.margin,
+            total: [
+                config.prestop_delay,
+                config.propagation_delay(),
+                config.drain_timeout,
+                config.cleanup_timeout,
+                config.margin,
+            ]
+            .into_iter()
+            .fold(Duration::ZERO, Duration::saturating_add),
+            grace: config.grace_period,
+        };
+        if budget.total > budget.grace {
+            return Err(ConfigError::over_budget(budget));
+        }
+        Ok(config)
+    }
+}
+
+/// Maps a looked-up key back to the `'static` name used in errors.
+fn env_name(key: &str) -> &'static str {
+    [
+        ENV_PROPAGATION_DELAY,
+        ENV_DRAIN_TIMEOUT,
+        ENV_CLEANUP_TIMEOUT,
+        ENV_GRACE_PERIOD,
+        ENV_PRESTOP_DELAY,
+        ENV_KUBERNETES_SERVICE_HOST,
+    ]
+    .into_iter()
+    .find(|name| *name == key)
+    .unwrap_or("ZDD_*")
+}
+
+/// Parses a human-readable, non-negative duration such as `500ms`, `5s` or `1m 30s`.
+fn parse_duration(setting: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let trimmed = value.trim();
+    if trimmed.starts_with('-') {
+        return Err(ConfigError::negative(setting, value));
+    }
+    humantime::parse_duration(trimmed).map_err(|_| ConfigError::malformed(setting, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_table(table: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::builder()
+            .with_env_from(|key| {
+                table.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned())
+            })?
+            .build()
+    }
+
+    #[test]
+    fn defaults_outside_kubernetes() {
+        let config = from_table(&[]).unwrap();
+        assert_eq!(config.propagation_delay(), Duration::ZERO);
+        assert_eq!(config.drain_timeout(), Duration::from_secs(20));
+        assert_eq!(config.cleanup_timeout(), Duration::from_secs(3));
+        assert_eq!(config.grace_period(), Duration::from_secs(30));
+        assert_eq!(config.prestop_delay(), Duration::ZERO);
+        assert_eq!(config.margin(), Duration::from_secs(2));
+        assert_eq!(config.second_sigterm(), SecondSigterm::Ignore);
+    }
+
+    #[test]
+    fn kubernetes_is_detected_and_defaults_fit_the_default_grace_period() {
+        let config = from_table(&[("KUBERNETES_SERVICE_HOST", "10.0.0.1")]).unwrap();
+        assert_eq!(config.propagation_delay(), Duration::from_secs(5));
+        let preset = ConfigBuilder::for_kubernetes().build().unwrap();
+        assert_eq!(preset, config);
+    }
+
+    #[test]
+    fn human_readable_durations_are_parsed() {
+        let config = from_table(&[
+            ("ZDD_PROPAGATION_DELAY", "500ms"),
+            ("ZDD_DRAIN_TIMEOUT", "1m"),
+            ("ZDD_CLEANUP_TIMEOUT", " 2s "),
+            ("ZDD_GRACE_PERIOD", "2m 30s"),
+            ("ZDD_PRESTOP_DELAY", "200ms"),
+        ])
+        .unwrap();
+        assert_eq!(config.propagation_delay(), Duration::from_millis(300));
+        assert_eq!(config.drain_timeout(), Duration::from_secs(60));
+        assert_eq!(config.cleanup_timeout(), Duration::from_secs(2));
+        assert_eq!(config.grace_period(), Duration::from_secs(150));
+        assert_eq!(config.prestop_delay(), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn every_bad_input_is_an_error_naming_the_setting() {
+        let table: &[(&str, &str, &str)] = &[
+            (
+                "ZDD_DRAIN_TIMEOUT",
+                "abc",
+                r#"ZDD_DRAIN_TIMEOUT: invalid duration "abc": expected a number with a unit, such as 500ms, 5s or 1m"#,
+            ),
+            (
+                "ZDD_PROPAGATION_DELAY",
+                "5",
+                r#"ZDD_PROPAGATION_DELAY: invalid duration "5": expected a number with a unit, such as 500ms, 5s or 1m"#,
+            ),
+            (
+                "ZDD_CLEANUP_TIMEOUT",
+                "",
+                r#"ZDD_CLEANUP_TIMEOUT: invalid duration "": expected a number with a unit, such as 500ms, 5s or 1m"#,
+            ),
+            (
+                "ZDD_GRACE_PERIOD",
+                "30 parsecs",
+                r#"ZDD_GRACE_PERIOD: invalid duration "30 parsecs": expected a number with a unit, such as 500ms, 5s or 1m"#,
+            ),
+            (
+                "ZDD_PRESTOP_DELAY",
+                "-5s",
+                r#"ZDD_PRESTOP_DELAY: must not be negative, got "-5s""#,
+            ),
+            ("ZDD_DRAIN_TIMEOUT", " -1ms", r#"ZDD_DRAIN_TIMEOUT: must not be negative, got " -1ms""#),
+        ];
+        for (key, value, message) in table {
+            let err = from_table(&[(key, value)]).unwrap_err();
+            assert_eq!(err.to_string(), *message, "for {key}={value:?}");
+            assert_eq!(err.setting(), Some(*key));
+            assert!(err.is_malformed() || err.is_negative());
+            assert!(!err.is_over_budget());
+        }
+    }
+
+    #[test]
+    fn timings_that_do_not_fit_the_grace_period_are_rejected() {
+        let table: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("ZDD_PROPAGATION_DELAY", "5s"), ("ZDD_DRAIN_TIMEOUT", "25s")],
+                "propagation 5s + drain 25s + cleanup 3s + margin 2s = 35s exceeds grace period 30s",
+            ),
+            (
+                &[("ZDD_GRACE_PERIOD", "10s")],
+                "propagation 0s + drain 20s + cleanup 3s + margin 2s = 25s exceeds grace period 10s",
+            ),
+            (
+                &[
+                    ("ZDD_PRESTOP_DELAY", "10s"),
+                    ("ZDD_PROPAGATION_DELAY", "12s"),
+                    ("ZDD_DRAIN_TIMEOUT", "15s"),
+                ],
+                "prestop 10s + propagation 2s + drain 15s + cleanup 3s + margin 2s = 32s exceeds grace period 30s",
+            ),
+        ];
+        for (vars, message) in table {
+            let err = from_table(vars).unwrap_err();
+            assert!(err.is_over_budget());
+            assert_eq!(err.setting(), None);
+            assert_eq!(err.to_string(), *message);
+        }
+    }
+
+    #[test]
+    fn a_budget_that_exactly_fits_is_accepted() {
+        let config = Config::builder()
+            .propagation_delay(Duration::from_secs(5))
+            .drain_timeout(Duration::from_secs(20))
+            .cleanup_timeout(Duration::from_secs(3))
+            .margin(Duration::from_secs(2))
+            .grace_period(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        assert_eq!(config.propagation_delay(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn huge_values_saturate_instead_of_overflowing() {
+        let err = Config::builder()
+            .drain_timeout(Duration::MAX)
+            .cleanup_timeout(Duration::MAX)
+            .build()
+            .unwrap_err();
+        assert!(err.is_over_budget());
+    }
+
+    #[test]
+    fn prestop_longer_than_propagation_leaves_no_delay() {
+        let config = from_table(&[("ZDD_PRESTOP_DELAY", "8s"), ("ZDD_PROPAGATION_DELAY", "5s")])
+            .unwrap();
+        assert_eq!(config.propagation_delay(), Duration::ZERO);
+    }
+}

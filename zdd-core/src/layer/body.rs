@@ -1,0 +1,102 @@
+use std::{
+    pin::Pin,
+    task::{Context, Poll, ready},
+};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::tracker::RequestGuard;
+
+pin_project! {
+    /// The response body of [`Zdd`](super::Zdd): the inner body carrying the request's
+    /// guard, or a body the layer wrote itself (a probe answer or a 503).
+    ///
+    /// The guard is released as soon as the body reports its end (or fails), or when the
+    /// body is dropped, whichever comes first. Dropping it before its end during
+    /// [`Phase::Forcing`](crate::Phase::Forcing) logs the request as aborted.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: Inner<B>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<B> {
+        Tracked { #[pin] body: B, guard: Option<RequestGuard> },
+        Full { data: Option<Bytes> },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn tracked(body: B, guard: Option<RequestGuard>) -> Self {
+        Self { inner: Inner::Tracked { body, guard } }
+    }
+
+    pub(crate) fn full(data: Bytes) -> Self {
+        let data = if data.is_empty() { None } else { Some(data) };
+        Self { inner: Inner::Full { data } }
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().inner.project() {
+            InnerProj::Tracked { mut body, guard } => {
+                let frame = ready!(body.as_mut().poll_frame(cx));
+                match &frame {
+                    None => {
+                        if let Some(guard) = guard.take() {
+                            guard.finish();
+                        }
+                    }
+                    Some(Ok(_)) if body.is_end_stream() => {
+                        if let Some(guard) = guard.take() {
+                            guard.finish();
+                        }
+                    }
+                    // A failed body is an abandoned request: release it unfinished.
+                    Some(Err(_)) => drop(guard.take()),
+                    Some(Ok(_)) => {}
+                }
+                Poll::Ready(frame)
+            }
+            InnerProj::Full { data } => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Tracked { body, .. } => body.is_end_stream(),
+            Inner::Full { data } => data.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Tracked { body, .. } => body.size_hint(),
+            Inner::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, in_flight) = match &self.inner {
+            Inner::Tracked { guard, .. } => ("tracked", guard.is_some()),
+            Inner::Full { .. } => ("full", false),
+        };
+        f.debug_struct("ResponseBody").field("kind", &kind).field("in_flight", &in_flight).finish()
+    }
+}

@@ -1,0 +1,122 @@
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body::Body;
+use pin_project_lite::pin_project;
+
+use super::{ResponseBody, close_if_shutting_down};
+use crate::{LifecycleHandle, Probe, health::respond, tracker::RequestGuard};
+
+type ProbeFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
+
+pin_project! {
+    /// The response future of [`Zdd`](super::Zdd).
+    ///
+    /// The request's guard moves from this future into the [`ResponseBody`], so the request
+    /// stays in flight until the body is finished or dropped.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Inner<F>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<F> {
+        Tracked { #[pin] future: F, guard: Option<RequestGuard>, http1: bool },
+        Exempt { #[pin] future: F, handle: LifecycleHandle, http1: bool },
+        Probe { future: ProbeFuture },
+        Rejected { response: Option<Response<Bytes>> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn tracked(future: F, guard: RequestGuard, http1: bool) -> Self {
+        Self { inner: Inner::Tracked { future, guard: Some(guard), http1 } }
+    }
+
+    pub(crate) fn exempt(future: F, handle: LifecycleHandle, http1: bool) -> Self {
+        Self { inner: Inner::Exempt { future, handle, http1 } }
+    }
+
+    pub(crate) fn probe(handle: LifecycleHandle, probe: Probe, verbose: bool, http1: bool) -> Self {
+        let future = Box::pin(async move {
+            let mut response = respond(handle.clone(), probe, verbose).await;
+            close_if_shutting_down(&mut response, http1, handle.phase());
+            response
+        });
+        Self { inner: Inner::Probe { future } }
+    }
+
+    pub(crate) fn rejected(retry_after: Duration, http1: bool) -> Self {
+        let mut response = Response::new(Bytes::new());
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        if http1 {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Self { inner: Inner::Rejected { response: Some(response) } }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().inner.project() {
+            InnerProj::Tracked { future, guard, http1 } => {
+                let mut response = ready!(future.poll(cx))?;
+                let Some(guard) = guard.take() else {
+                    unreachable!("ResponseFuture polled after completion")
+                };
+                close_if_shutting_down(&mut response, *http1, guard.phase());
+                // An empty body may never be polled: the request is complete already.
+                let guard = if response.body().is_end_stream() {
+                    guard.finish();
+                    None
+                } else {
+                    Some(guard)
+                };
+                Poll::Ready(Ok(response.map(|body| ResponseBody::tracked(body, guard))))
+            }
+            InnerProj::Exempt { future, handle, http1 } => {
+                let mut response = ready!(future.poll(cx))?;
+                close_if_shutting_down(&mut response, *http1, handle.phase());
+                Poll::Ready(Ok(response.map(|body| ResponseBody::tracked(body, None))))
+            }
+            InnerProj::Probe { future } => {
+                let response = ready!(future.as_mut().poll(cx));
+                Poll::Ready(Ok(response.map(ResponseBody::full)))
+            }
+            InnerProj::Rejected { response } => {
+                let Some(response) = response.take() else {
+                    unreachable!("ResponseFuture polled after completion")
+                };
+                Poll::Ready(Ok(response.map(ResponseBody::full)))
+            }
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.inner {
+            Inner::Tracked { .. } => "tracked",
+            Inner::Exempt { .. } => "exempt",
+            Inner::Probe { .. } => "probe",
+            Inner::Rejected { .. } => "rejected",
+        };
+        f.debug_struct("ResponseFuture").field("kind", &kind).finish()
+    }
+}

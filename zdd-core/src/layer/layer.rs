@@ -1,0 +1,106 @@
+use std::{borrow::Cow, sync::Arc, time::Duration};
+
+use tower_layer::Layer;
+
+use super::Zdd;
+use crate::{LifecycleHandle, ProbePaths};
+
+/// What happens to a request that arrives on a live connection during the drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LateRequests {
+    /// Serve it, with `Connection: close` on HTTP/1. Nothing fails.
+    #[default]
+    Serve,
+    /// Answer `503 Service Unavailable` with `Retry-After` (whole seconds, rounded up) and,
+    /// on HTTP/1, `Connection: close`. Fits services behind proxies that retry 503s.
+    Reject {
+        /// The `Retry-After` value.
+        retry_after: Duration,
+    },
+}
+
+/// Settings shared by every clone of the service.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) handle: LifecycleHandle,
+    pub(crate) exempt: Vec<Cow<'static, str>>,
+    pub(crate) probes: Option<ProbePaths>,
+    pub(crate) verbose: bool,
+    pub(crate) late: LateRequests,
+}
+
+impl Settings {
+    pub(crate) fn is_exempt(&self, path: &str) -> bool {
+        self.exempt.iter().any(|exempt| exempt == path)
+    }
+}
+
+/// Applies [`Zdd`] to a service. See the [module docs](crate::layer).
+#[derive(Debug, Clone)]
+pub struct ZddLayer {
+    settings: Arc<Settings>,
+}
+
+impl ZddLayer {
+    /// Tracks every request, answers no probes, serves late requests.
+    #[must_use]
+    pub fn new(handle: LifecycleHandle) -> Self {
+        Self {
+            settings: Arc::new(Settings {
+                handle,
+                exempt: Vec::new(),
+                probes: None,
+                verbose: false,
+                late: LateRequests::default(),
+            }),
+        }
+    }
+
+    fn update(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+        f(Arc::make_mut(&mut self.settings));
+        self
+    }
+
+    /// Exempts a path (exact match) from counting and rejection, such as `/metrics`. Can be
+    /// called several times. Default is none (probe paths answered by the layer are always
+    /// exempt).
+    #[must_use]
+    pub fn exempt(self, path: impl Into<Cow<'static, str>>) -> Self {
+        let path = path.into();
+        self.update(|s| s.exempt.push(path))
+    }
+
+    /// Answers the probes at `paths` in front of the inner service. Default is off.
+    #[must_use]
+    pub fn probes(self, paths: ProbePaths) -> Self {
+        self.update(|s| s.probes = Some(paths))
+    }
+
+    /// Whether probe answers show failing checks' full messages. Default is `false`.
+    #[must_use]
+    pub fn verbose_probes(self, verbose: bool) -> Self {
+        self.update(|s| s.verbose = verbose)
+    }
+
+    /// What to do with requests arriving during the drain. Default is
+    /// [`LateRequests::Serve`].
+    #[must_use]
+    pub fn late_requests(self, late: LateRequests) -> Self {
+        self.update(|s| s.late = late)
+    }
+
+    /// The lifecycle this layer reports to.
+    #[must_use]
+    pub fn handle(&self) -> &LifecycleHandle {
+        &self.settings.handle
+    }
+}
+
+impl<S> Layer<S> for ZddLayer {
+    type Service = Zdd<S>;
+
+    fn layer(&self, inner: S) -> Zdd<S> {
+        Zdd::new(inner, Arc::clone(&self.settings))
+    }
+}

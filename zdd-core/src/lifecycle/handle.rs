@@ -1,0 +1,361 @@
+use std::{
+    borrow::Cow,
+    fmt,
+    future::Future,
+    sync::{Arc, Weak, atomic::Ordering},
+    time::Duration,
+};
+
+use tokio::{sync::watch, task::JoinHandle};
+use tokio_util::{sync::CancellationToken, task::task_tracker::TrackedFuture};
+
+use super::{PhaseReached, Shared};
+use crate::{
+    Config, Phase, Trigger,
+    health::{Check, HealthReport, Probe, StartupTask},
+    hooks::{Hook, HookOutput},
+    tracker::{ConnectionGuard, RequestGuard},
+};
+
+/// A cheap, cloneable handle to a [`Lifecycle`](crate::Lifecycle).
+///
+/// Holding a handle never holds the drain open: only [`RequestGuard`]s, [`ConnectionGuard`]s
+/// and tracked tasks do. Cloning is one reference-count increment.
+///
+/// See the [lifecycle module docs](crate::lifecycle) for an example.
+#[derive(Clone)]
+pub struct LifecycleHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl LifecycleHandle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The current phase. A single atomic load.
+    #[must_use]
+    pub fn phase(&self) -> Phase {
+        self.shared.phase()
+    }
+
+    /// Whether shutdown has begun (the phase is [`Phase::Unready`] or later).
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.phase().is_shutting_down()
+    }
+
+    /// A receiver that sees every phase change.
+    #[must_use]
+    pub fn watch(&self) -> watch::Receiver<Phase> {
+        self.shared.subscribe()
+    }
+
+    /// Completes once `phase` (or a later one) is reached.
+    pub fn reached(&self, phase: Phase) -> PhaseReached {
+        PhaseReached::new(self.shared.subscribe(), phase)
+    }
+
+    /// Completes when shutdown is triggered ([`Phase::Unready`]).
+    pub fn shutdown_requested(&self) -> PhaseReached {
+        self.reached(Phase::Unready)
+    }
+
+    /// The draining notice: completes when [`Phase::Draining`] starts.
+    ///
+    /// Long-lived handlers (SSE streams, WebSockets, streaming bodies) await this and finish
+    /// on their own, so the drain does not have to force them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use zdd_core::{Config, Lifecycle};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(Config::default());
+    /// let handle = lifecycle.handle();
+    /// let stream_handle = handle.clone();
+    /// // A long-lived handler: streams until draining starts, then ends cleanly.
+    /// let stream = tokio::spawn(async move {
+    ///     let _request = stream_handle.track_request();
+    ///     let mut sent = 0;
+    ///     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    ///     let draining = stream_handle.draining();
+    ///     tokio::pin!(draining);
+    ///     loop {
+    ///         tokio::select! {
+    ///             _ = &mut draining => break sent,
+    ///             _ = ticks.tick() => sent += 1,
+    ///         }
+    ///     }
+    /// });
+    /// let sequence = tokio::spawn(lifecycle.run());
+    /// tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    /// handle.shutdown();
+    /// assert!(stream.await.unwrap() >= 3);
+    /// assert!(sequence.await.unwrap().is_graceful());
+    /// # }
+    /// ```
+    pub fn draining(&self) -> PhaseReached {
+        self.reached(Phase::Draining)
+    }
+
+    /// Starts the shutdown sequence with the given trigger. Returns `true` if this call
+    /// started it, `false` if it had already started (the first trigger is kept).
+    pub fn trigger(&self, trigger: Trigger) -> bool {
+        self.shared.trigger(trigger)
+    }
+
+    /// Starts the shutdown sequence with [`Trigger::Programmatic`].
+    pub fn shutdown(&self) -> bool {
+        self.trigger(Trigger::Programmatic)
+    }
+
+    /// Skips what is left of the propagation delay and the drain and goes to
+    /// [`Phase::Forcing`]. Triggers shutdown first if it has not started.
+    pub fn force(&self) {
+        self.shared.force(Trigger::Programmatic);
+    }
+
+    /// Tracks one request until the guard is finished or dropped.
+    ///
+    /// The [`ZddLayer`](crate::layer::ZddLayer) does this for every request that is not
+    /// exempt; call it yourself when serving without the layer.
+    pub fn track_request(&self) -> RequestGuard {
+        RequestGuard::new(Arc::clone(&self.shared))
+    }
+
+    /// Tracks one connection until the guard is dropped.
+    ///
+    /// Server adapters hold the guard inside the socket wrapper, so the connection counts
+    /// until the socket itself is dropped, also after an HTTP upgrade.
+    pub fn track_connection(&self) -> ConnectionGuard {
+        ConnectionGuard::new(Arc::clone(&self.shared))
+    }
+
+    /// Requests in flight now.
+    #[must_use]
+    pub fn in_flight_requests(&self) -> usize {
+        self.shared.requests.len()
+    }
+
+    /// Connections open now.
+    #[must_use]
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.len()
+    }
+
+    /// Tracked background tasks running now.
+    #[must_use]
+    pub fn running_tasks(&self) -> usize {
+        self.shared.tasks.len()
+    }
+
+    /// The background tasks' cancellation token, cancelled when draining starts.
+    ///
+    /// Keep it off per-request paths: checking it takes a lock. Use [`Self::phase`] there.
+    #[must_use]
+    pub fn token(&self) -> CancellationToken {
+        self.shared.cancel.clone()
+    }
+
+    /// Spawns a background task that the drain waits for. It is given the lifecycle's
+    /// cancellation token, cancelled when draining starts, and should return soon after.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime, like [`tokio::spawn`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use zdd_core::{Config, Lifecycle};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(Config::default());
+    /// let handle = lifecycle.handle();
+    /// let worker = handle.spawn(|token| async move {
+    ///     let mut jobs = 0;
+    ///     while !token.is_cancelled() {
+    ///         jobs += 1;
+    ///         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    ///     }
+    ///     jobs
+    /// });
+    /// handle.shutdown();
+    /// let report = lifecycle.run().await;
+    /// assert!(report.is_graceful());
+    /// assert!(worker.await.unwrap() > 0);
+    /// # }
+    /// ```
+    pub fn spawn<F, Fut>(&self, task: F) -> JoinHandle<Fut::Output>
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        self.shared.tasks.spawn(task(self.shared.cancel.clone()))
+    }
+
+    /// Wraps `future` so the drain waits for it, without spawning it.
+    pub fn track_future<F: Future>(&self, future: F) -> TrackedFuture<F> {
+        self.shared.tasks.track_future(future)
+    }
+
+    /// Registers a startup task: readiness and startup probes fail, and the lifecycle stays
+    /// in [`Phase::Starting`], until every registered task is
+    /// [completed](StartupTask::complete). A task dropped without completing counts as
+    /// failed and keeps the service from ever turning ready.
+    ///
+    /// Register startup tasks before [`Lifecycle::run`](crate::Lifecycle::run) starts (or,
+    /// when run is already going, while still in `Starting`). A task registered once the
+    /// service is serving cannot take readiness back; it is logged and reported done.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use zdd_core::{Config, Lifecycle, Phase, Probe};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(Config::default());
+    /// let handle = lifecycle.handle();
+    /// let migrations = handle.startup_task("migrations");
+    /// tokio::spawn(lifecycle.run());
+    ///
+    /// assert_eq!(handle.probe(Probe::Startup).await.http_status(), 503);
+    /// migrations.complete();
+    /// handle.reached(Phase::Serving).await;
+    /// assert_eq!(handle.probe(Probe::Startup).await.http_status(), 200);
+    /// # }
+    /// ```
+    pub fn startup_task(&self, name: impl Into<Cow<'static, str>>) -> StartupTask {
+        let name = name.into();
+        if self.phase() != Phase::Starting {
+            warn!(task = &*name, phase = self.phase().as_str(), "startup task registered after startup");
+        }
+        self.shared.health.startup.register(name)
+    }
+
+    /// Adds a readiness check, run (with its timeout, and cached) when the readiness probe is
+    /// asked while serving.
+    pub fn readiness_check(&self, check: Check) {
+        self.shared.health.add_readiness(check);
+    }
+
+    /// Adds a liveness check. Liveness checks must only look at the process itself (a wedged
+    /// event loop, a poisoned state), never at dependencies: a failing dependency would get
+    /// every replica restarted at once. They are not run once shutdown has begun, so
+    /// liveness never fails because of shutdown.
+    pub fn liveness_check(&self, check: Check) {
+        self.shared.health.add_liveness(check);
+    }
+
+    /// Marks the service not ready (or ready again) while serving, for maintenance or a
+    /// blue-green cut-over. It does not start shutdown.
+    pub fn set_not_ready(&self, not_ready: bool) {
+        let was = self.shared.not_ready.swap(not_ready, Ordering::AcqRel);
+        if was != not_ready {
+            info!(not_ready, "readiness toggled");
+        }
+    }
+
+    /// Whether [`Self::set_not_ready`] currently holds readiness down.
+    #[must_use]
+    pub fn is_marked_not_ready(&self) -> bool {
+        self.shared.not_ready.load(Ordering::Acquire)
+    }
+
+    /// Answers a probe: the phase, the checks that apply, and the resulting status.
+    pub async fn probe(&self, probe: Probe) -> HealthReport {
+        crate::health::evaluate(&self.shared, probe).await
+    }
+
+    /// Registers a cleanup hook, run after the drain in reverse registration order (the
+    /// newest first), with at most `timeout` and what is left of the cleanup budget.
+    ///
+    /// `hook` may return `()` or a `Result<(), E>` with `E: Display`. A hook that fails,
+    /// panics or runs out of time is recorded in the report and the next one still runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use zdd_core::{Config, HookOutcome, Lifecycle};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(Config::default());
+    /// let handle = lifecycle.handle();
+    /// handle.on_cleanup("database pool", Duration::from_secs(1), async {
+    ///     // pool.close().await
+    /// });
+    /// handle.on_cleanup("flush telemetry", Duration::from_millis(500), async {
+    ///     Err::<(), _>("collector unreachable")
+    /// });
+    /// handle.shutdown();
+    /// let report = lifecycle.run().await;
+    /// // Newest first:
+    /// assert_eq!(report.hooks()[0].name(), "flush telemetry");
+    /// assert!(matches!(report.hooks()[0].outcome(), HookOutcome::Failed(_)));
+    /// assert_eq!(report.hooks()[1].outcome(), &HookOutcome::Completed);
+    /// assert!(!report.is_graceful());
+    /// # }
+    /// ```
+    pub fn on_cleanup<F>(&self, name: impl Into<Cow<'static, str>>, timeout: Duration, hook: F)
+    where
+        F: Future + Send + 'static,
+        F::Output: HookOutput,
+    {
+        let hook = Hook::new(name.into(), timeout, hook);
+        if self.phase() >= Phase::CleaningUp {
+            warn!(hook = hook.name(), "cleanup hook registered after cleanup started; it will not run");
+        }
+        self.shared.hooks.lock().unwrap_or_else(|e| e.into_inner()).push(hook);
+    }
+
+    /// The timings in use.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// A weak handle, which does not keep the lifecycle's state alive.
+    #[must_use]
+    pub fn downgrade(&self) -> WeakLifecycleHandle {
+        WeakLifecycleHandle { shared: Arc::downgrade(&self.shared) }
+    }
+}
+
+impl fmt::Debug for LifecycleHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LifecycleHandle")
+            .field("phase", &self.phase())
+            .field("in_flight_requests", &self.in_flight_requests())
+            .field("open_connections", &self.open_connections())
+            .finish()
+    }
+}
+
+/// A handle that does not keep the lifecycle's state alive; see
+/// [`LifecycleHandle::downgrade`].
+#[derive(Clone)]
+pub struct WeakLifecycleHandle {
+    shared: Weak<Shared>,
+}
+
+impl WeakLifecycleHandle {
+    /// The handle, if the lifecycle still exists.
+    #[must_use]
+    pub fn upgrade(&self) -> Option<LifecycleHandle> {
+        self.shared.upgrade().map(LifecycleHandle::new)
+    }
+}
+
+impl fmt::Debug for WeakLifecycleHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakLifecycleHandle").finish_non_exhaustive()
+    }
+}
