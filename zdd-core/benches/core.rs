@@ -1,1 +1,102 @@
-fn main(){}
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+//! Micro benchmarks: request guard acquire + release (alone and with the other core
+//! contending), and one request through `ZddLayer` against the same service without it.
+//!
+//! Run with `cargo bench -p zdd-core --features tower --bench core`.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    hint::black_box,
+    pin::pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response, Uri};
+use http_body_util::Empty;
+use tower::{Layer, Service, service_fn};
+use zdd_core::{Config, Lifecycle, layer::ZddLayer};
+
+fn guards(c: &mut Criterion) {
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let mut group = c.benchmark_group("request_guard");
+    group.bench_function("acquire_release", |b| {
+        b.iter(|| handle.track_request().finish())
+    });
+
+    group.bench_function("acquire_release_contended", |b| {
+        b.iter_custom(|iters| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let other = {
+                let handle = handle.clone();
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        handle.track_request().finish();
+                    }
+                })
+            };
+            let started = Instant::now();
+            for _ in 0..iters {
+                handle.track_request().finish();
+            }
+            let elapsed = started.elapsed();
+            stop.store(true, Ordering::Relaxed);
+            other.join().unwrap();
+            elapsed
+        })
+    });
+    group.finish();
+}
+
+/// Calls the service once and polls the (immediately ready) future to completion.
+fn one_request<S>(service: &mut S, uri: &Uri) -> S::Response
+where
+    S: Service<Request<()>, Error = Infallible>,
+{
+    let mut request = Request::new(());
+    *request.uri_mut() = uri.clone();
+    let mut future = pin!(service.call(request));
+    let mut cx = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(response)) => response,
+        Poll::Ready(Err(never)) => match never {},
+        Poll::Pending => unreachable!("the benchmark service is always ready"),
+    }
+}
+
+fn layer(c: &mut Criterion) {
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let uri: Uri = "/api/orders/42".parse().unwrap();
+    let handler = || {
+        service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+        })
+    };
+
+    let mut group = c.benchmark_group("one_request");
+    group.measurement_time(Duration::from_secs(5));
+    let mut bare = handler();
+    group.bench_function("bare", |b| {
+        b.iter(|| drop(black_box(one_request(&mut bare, &uri))))
+    });
+    let mut layered = ZddLayer::new(handle.clone())
+        .exempt("/metrics")
+        .layer(handler());
+    group.bench_function("zdd_layer", |b| {
+        b.iter(|| drop(black_box(one_request(&mut layered, &uri))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, guards, layer);
+criterion_main!(benches);

@@ -184,7 +184,10 @@ impl ConfigBuilder {
     /// set (a 5 s propagation delay).
     #[must_use]
     pub fn for_kubernetes() -> Self {
-        Self { in_kubernetes: Some(true), ..Self::default() }
+        Self {
+            in_kubernetes: Some(true),
+            ..Self::default()
+        }
     }
 
     /// How long to keep accepting after turning unready.
@@ -271,7 +274,9 @@ impl ConfigBuilder {
         F: FnMut(&str) -> Option<String>,
     {
         let mut read = |key: &'static str| -> Result<Option<Duration>, ConfigError> {
-            lookup(key).map(|value| parse_duration(key, &value)).transpose()
+            lookup(key)
+                .map(|value| parse_duration(key, &value))
+                .transpose()
         };
         if let Some(d) = read(ENV_PROPAGATION_DELAY)? {
             self.propagation_delay = Some(d);
@@ -303,8 +308,11 @@ impl ConfigBuilder {
         let in_kubernetes = self
             .in_kubernetes
             .unwrap_or_else(|| std::env::var_os(ENV_KUBERNETES_SERVICE_HOST).is_some());
-        let default_propagation =
-            if in_kubernetes { KUBERNETES_PROPAGATION_DELAY } else { Duration::ZERO };
+        let default_propagation = if in_kubernetes {
+            KUBERNETES_PROPAGATION_DELAY
+        } else {
+            Duration::ZERO
+        };
         let config = Config {
             propagation_delay: self.propagation_delay.unwrap_or(default_propagation),
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
@@ -369,7 +377,10 @@ mod tests {
     fn from_table(table: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::builder()
             .with_env_from(|key| {
-                table.iter().find(|(k, _)| *k == key).map(|(_, v)| (*v).to_owned())
+                table
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| (*v).to_owned())
             })?
             .build()
     }
@@ -439,7 +450,11 @@ mod tests {
                 "-5s",
                 r#"ZDD_PRESTOP_DELAY: must not be negative, got "-5s""#,
             ),
-            ("ZDD_DRAIN_TIMEOUT", " -1ms", r#"ZDD_DRAIN_TIMEOUT: must not be negative, got " -1ms""#),
+            (
+                "ZDD_DRAIN_TIMEOUT",
+                " -1ms",
+                r#"ZDD_DRAIN_TIMEOUT: must not be negative, got " -1ms""#,
+            ),
         ];
         for (key, value, message) in table {
             let err = from_table(&[(key, value)]).unwrap_err();
@@ -454,7 +469,10 @@ mod tests {
     fn timings_that_do_not_fit_the_grace_period_are_rejected() {
         let table: &[(&[(&str, &str)], &str)] = &[
             (
-                &[("ZDD_PROPAGATION_DELAY", "5s"), ("ZDD_DRAIN_TIMEOUT", "25s")],
+                &[
+                    ("ZDD_PROPAGATION_DELAY", "5s"),
+                    ("ZDD_DRAIN_TIMEOUT", "25s"),
+                ],
                 "propagation 5s + drain 25s + cleanup 3s + margin 2s = 35s exceeds grace period 30s",
             ),
             (
@@ -503,8 +521,12 @@ mod tests {
 
     #[test]
     fn prestop_longer_than_propagation_leaves_no_delay() {
-        let config = from_table(&[("ZDD_PRESTOP_DELAY", "8s"), ("ZDD_PROPAGATION_DELAY", "5s")])
-            .unwrap();
+        let config = from_table(&[
+            ("ZDD_PRESTOP_DELAY", "8s"),
+            ("ZDD_PROPAGATION_DELAY", "5s"),
+            ("ZDD_GRACE_PERIOD", "40s"),
+        ])
+        .unwrap();
         assert_eq!(config.propagation_delay(), Duration::ZERO);
     }
 }

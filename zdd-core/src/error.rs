@@ -35,8 +35,14 @@ pub struct ConfigError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
-    Malformed { setting: &'static str, value: String },
-    Negative { setting: &'static str, value: String },
+    Malformed {
+        setting: &'static str,
+        value: String,
+    },
+    Negative {
+        setting: &'static str,
+        value: String,
+    },
     OverBudget(Budget),
 }
 
@@ -54,15 +60,27 @@ pub(crate) struct Budget {
 
 impl ConfigError {
     pub(crate) fn malformed(setting: &'static str, value: &str) -> Self {
-        Self { kind: Kind::Malformed { setting, value: value.to_owned() } }
+        Self {
+            kind: Kind::Malformed {
+                setting,
+                value: value.to_owned(),
+            },
+        }
     }
 
     pub(crate) fn negative(setting: &'static str, value: &str) -> Self {
-        Self { kind: Kind::Negative { setting, value: value.to_owned() } }
+        Self {
+            kind: Kind::Negative {
+                setting,
+                value: value.to_owned(),
+            },
+        }
     }
 
     pub(crate) fn over_budget(budget: Budget) -> Self {
-        Self { kind: Kind::OverBudget(budget) }
+        Self {
+            kind: Kind::OverBudget(budget),
+        }
     }
 
     /// Whether a value could not be parsed as a duration.

@@ -50,7 +50,11 @@ impl Hook {
         F: Future + Send + 'static,
         F::Output: HookOutput,
     {
-        Self { name, timeout, future: Box::pin(async move { future.await.into_result() }) }
+        Self {
+            name,
+            timeout,
+            future: Box::pin(async move { future.await.into_result() }),
+        }
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -121,7 +125,12 @@ impl HookReport {
 pub(crate) async fn run(mut hooks: Vec<Hook>, budget: Duration) -> Vec<HookReport> {
     let deadline = Instant::now() + budget;
     let mut reports = Vec::with_capacity(hooks.len());
-    while let Some(Hook { name, timeout, future }) = hooks.pop() {
+    while let Some(Hook {
+        name,
+        timeout,
+        future,
+    }) = hooks.pop()
+    {
         let started = Instant::now();
         let left = deadline.saturating_duration_since(started);
         let outcome = if left.is_zero() {
@@ -144,13 +153,28 @@ pub(crate) async fn run(mut hooks: Vec<Hook>, budget: Duration) -> Vec<HookRepor
         match &outcome {
             HookOutcome::Completed => info!(hook = &*name, duration_ms, "cleanup hook completed"),
             HookOutcome::Failed(message) | HookOutcome::Panicked(message) => {
-                warn!(hook = &*name, outcome = outcome.as_str(), error = message.as_str(), duration_ms, "cleanup hook failed");
+                warn!(
+                    hook = &*name,
+                    outcome = outcome.as_str(),
+                    error = message.as_str(),
+                    duration_ms,
+                    "cleanup hook failed"
+                );
             }
             HookOutcome::TimedOut | HookOutcome::Skipped => {
-                warn!(hook = &*name, outcome = outcome.as_str(), duration_ms, "cleanup hook did not finish");
+                warn!(
+                    hook = &*name,
+                    outcome = outcome.as_str(),
+                    duration_ms,
+                    "cleanup hook did not finish"
+                );
             }
         }
-        reports.push(HookReport { name, outcome, duration });
+        reports.push(HookReport {
+            name,
+            outcome,
+            duration,
+        });
     }
     reports
 }

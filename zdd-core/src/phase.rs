@@ -120,7 +120,7 @@ pub enum Trigger {
     /// [`LifecycleHandle::shutdown`](crate::LifecycleHandle::shutdown) was called.
     Programmatic,
     /// A future passed to
-    /// [`LifecycleHandle::shutdown_on`](crate::LifecycleHandle::shutdown_on) completed.
+    /// [`Lifecycle::shutdown_on`](crate::Lifecycle::shutdown_on) completed.
     Future,
     /// A Kubernetes `preStop` hook (for example an HTTP `preStop` handler calling
     /// [`LifecycleHandle::trigger`](crate::LifecycleHandle::trigger)).
@@ -162,7 +162,10 @@ mod tests {
 
     #[test]
     fn only_unready_and_later_are_shutting_down() {
-        let shutting: Vec<_> = Phase::ALL.into_iter().filter(|p| p.is_shutting_down()).collect();
+        let shutting: Vec<_> = Phase::ALL
+            .into_iter()
+            .filter(|p| p.is_shutting_down())
+            .collect();
         assert_eq!(shutting[0], Phase::Unready);
         assert_eq!(shutting.len(), 5);
     }

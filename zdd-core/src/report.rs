@@ -67,7 +67,10 @@ impl ShutdownReport {
     /// Time from the trigger until stopped.
     #[must_use]
     pub fn shutdown_duration(&self) -> Duration {
-        Phase::ALL[Phase::Unready.index()..].iter().filter_map(|p| self.time_in(*p)).sum()
+        Phase::ALL[Phase::Unready.index()..]
+            .iter()
+            .filter_map(|p| self.time_in(*p))
+            .sum()
     }
 
     /// Why forcing happened, if it did.
@@ -133,7 +136,10 @@ impl ShutdownReport {
             && self.connections_forced == 0
             && self.left_open == 0
             && self.tasks_unfinished == 0
-            && self.hooks.iter().all(|hook| *hook.outcome() == HookOutcome::Completed)
+            && self
+                .hooks
+                .iter()
+                .all(|hook| *hook.outcome() == HookOutcome::Completed)
     }
 
     /// The process exit code: 0 when graceful, 1 otherwise.
@@ -145,8 +151,17 @@ impl ShutdownReport {
 
 impl fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verdict = if self.is_graceful() { "graceful" } else { "not graceful" };
-        writeln!(f, "shutdown {verdict} (trigger {}, exit code {})", self.trigger, self.exit_code())?;
+        let verdict = if self.is_graceful() {
+            "graceful"
+        } else {
+            "not graceful"
+        };
+        writeln!(
+            f,
+            "shutdown {verdict} (trigger {}, exit code {})",
+            self.trigger,
+            self.exit_code()
+        )?;
         for phase in &Phase::ALL[Phase::Unready.index()..Phase::Stopped.index()] {
             if let Some(time) = self.time_in(*phase) {
                 writeln!(f, "  {:<12} {:?}", phase.as_str(), time)?;
@@ -166,10 +181,20 @@ impl fmt::Display for ShutdownReport {
             self.connections_graceful, self.connections_forced, self.left_open
         )?;
         if self.tasks_unfinished > 0 {
-            writeln!(f, "  background tasks unfinished: {}", self.tasks_unfinished)?;
+            writeln!(
+                f,
+                "  background tasks unfinished: {}",
+                self.tasks_unfinished
+            )?;
         }
         for hook in &self.hooks {
-            writeln!(f, "  hook {:?}: {} in {:?}", hook.name(), hook.outcome().as_str(), hook.duration())?;
+            writeln!(
+                f,
+                "  hook {:?}: {} in {:?}",
+                hook.name(),
+                hook.outcome().as_str(),
+                hook.duration()
+            )?;
         }
         Ok(())
     }

@@ -11,8 +11,7 @@ use std::{
 use tokio::time::{Instant, sleep, timeout};
 
 use crate::{
-    Phase, Trigger,
-    hooks,
+    Phase, Trigger, hooks,
     lifecycle::{PhaseReached, Shared},
     report::{ForceReason, ShutdownReport},
     tracker::Stats,
@@ -70,7 +69,10 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
     let left_open = shared.requests.len() + shared.connections.len();
     let tasks_unfinished = shared.tasks.len();
     if left_open > 0 || tasks_unfinished > 0 {
-        error!(left_open, tasks_unfinished, "work still running at cleanup; it ends with the process");
+        error!(
+            left_open,
+            tasks_unfinished, "work still running at cleanup; it ends with the process"
+        );
     }
     shared.advance(Phase::CleaningUp);
     let registered = std::mem::take(&mut *shared.hooks.lock().unwrap_or_else(|e| e.into_inner()));
@@ -136,14 +138,14 @@ fn first_of(triggers: &mut [TriggerFuture]) -> impl Future<Output = ()> + '_ {
     })
 }
 
-/// Completes once no request, connection or tracked task is left. The trackers must be
+/// Completes once no request, connection or tracked task is left. The counters must be
 /// closed; late arrivals (a request on a live connection) are waited for too.
 async fn drained(shared: &Shared) {
     loop {
         shared.requests.wait().await;
         shared.connections.wait().await;
         shared.tasks.wait().await;
-        if shared.requests.is_empty() && shared.connections.is_empty() && shared.tasks.is_empty() {
+        if shared.requests.len() == 0 && shared.connections.len() == 0 && shared.tasks.is_empty() {
             return;
         }
     }
@@ -154,7 +156,12 @@ fn phase_durations(entered: [Option<Instant>; 7]) -> [Option<Duration>; 7] {
     let mut durations = [None; 7];
     for (i, start) in entered.iter().enumerate() {
         let Some(start) = start else { continue };
-        let end = entered[i + 1..].iter().flatten().next().copied().unwrap_or(*start);
+        let end = entered[i + 1..]
+            .iter()
+            .flatten()
+            .next()
+            .copied()
+            .unwrap_or(*start);
         durations[i] = Some(end.saturating_duration_since(*start));
     }
     durations

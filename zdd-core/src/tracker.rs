@@ -2,9 +2,10 @@
 //!
 //! A [`RequestGuard`] or [`ConnectionGuard`] counts as one unit of work from the moment it
 //! is created until it is dropped; the drain ends when every count is back to zero. Counting
-//! is built on tokio-util's [`TaskTracker`](tokio_util::task::TaskTracker): acquiring and
-//! releasing a guard are atomic operations, and the drain's waiter is only woken when a count
-//! reaches zero after draining started, never on the request path before it.
+//! is lock-free: acquiring and releasing a guard are a few atomic operations, and the drain's
+//! waiter (a tokio `Notify`) is only woken when a count reaches zero after draining started,
+//! never on the request path before it. Background tasks are tracked with tokio-util's
+//! [`TaskTracker`](tokio_util::task::TaskTracker).
 //!
 //! Guards are panic-safe: a handler that panics unwinds through its future, which drops the
 //! guard and releases the count.
@@ -30,19 +31,18 @@ use std::{
     fmt,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
 
-use http::{Method, Uri};
-use tokio::time::Instant;
-use tokio_util::task::task_tracker::TaskTrackerToken;
+use http::Method;
+use tokio::sync::Notify;
 
 use crate::{Phase, lifecycle::Shared};
 
 /// Counters for the report. Relaxed ordering is enough: they are only read after the drain,
-/// and the trackers' own synchronisation orders every release before the drain ends.
+/// and the counters' own synchronisation orders every release before the drain ends.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     pub(crate) requests_completed: AtomicU64,
@@ -67,6 +67,100 @@ impl Stats {
     }
 }
 
+/// A count of live guards that the drain can wait on.
+///
+/// This is the scheme of tokio-util's `TaskTracker`, kept inline so a guard costs one
+/// reference-count increment and one counter increment (a `TaskTracker` token would add a
+/// second reference count on top of the guard's own handle to the lifecycle).
+///
+/// # Invariants
+///
+/// `count` is the number of live guards. `closed` is set once, when draining starts, and
+/// never cleared. The waiter is woken only by a release that takes `count` to zero while
+/// `closed` is set, so before the drain the request path never touches the `Notify`.
+///
+/// # Why no wake-up is lost
+///
+/// The waiter registers with `Notified::enable` and then reads `count`; a releaser
+/// decrements `count` and then reads `closed`. Both pairs are `SeqCst`, so in their single
+/// total order either the releaser sees `closed` (and `notify_waiters` reaches the already
+/// registered waiter, or the waiter's later read of `count` sees zero), or the decrement
+/// comes before the waiter's read of `count`, which then sees zero.
+#[derive(Debug, Default)]
+pub(crate) struct Counter {
+    count: AtomicUsize,
+    closed: AtomicBool,
+    zero: Notify,
+}
+
+impl Counter {
+    fn acquire(&self) {
+        // Relaxed, as in `Arc::clone`: the count only has to be exact, and releases order
+        // themselves with the waiter below.
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn release(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 && self.closed.load(Ordering::SeqCst) {
+            self.zero.notify_waiters();
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Lets [`Counter::wait`] complete once the count is zero.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Completes once closed and the count is zero.
+    pub(crate) async fn wait(&self) {
+        loop {
+            let notified = self.zero.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.closed.load(Ordering::SeqCst) && self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The start of a request's path, copied inline so naming a request costs no allocation and
+/// no reference count. Long paths are cut at a character boundary.
+#[derive(Clone, Copy)]
+struct PathSnippet {
+    len: u8,
+    bytes: [u8; 63],
+}
+
+impl PathSnippet {
+    const EMPTY: Self = Self {
+        len: 0,
+        bytes: [0; 63],
+    };
+
+    fn new(path: &str) -> Self {
+        let mut end = path.len().min(63);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut bytes = [0; 63];
+        bytes[..end].copy_from_slice(&path.as_bytes()[..end]);
+        Self {
+            len: end as u8,
+            bytes,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
 /// One request in flight. Counts until [finished](RequestGuard::finish) or dropped.
 ///
 /// Dropping a guard that was not finished means the request was abandoned (the client went
@@ -76,35 +170,43 @@ impl Stats {
 ///
 /// Cloning is not offered: one guard is one request.
 pub struct RequestGuard {
-    _token: TaskTrackerToken,
     shared: Arc<Shared>,
-    started: Instant,
-    request: Option<(Method, Uri)>,
+    started: coarsetime::Instant,
+    method: Option<Method>,
+    path: PathSnippet,
     finished: bool,
 }
 
 impl RequestGuard {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, request: Option<(&Method, &str)>) -> Self {
+        shared.requests.acquire();
+        let (method, path) = match request {
+            Some((method, path)) => (Some(method.clone()), PathSnippet::new(path)),
+            None => (None, PathSnippet::EMPTY),
+        };
         Self {
-            _token: shared.requests.token(),
             shared,
-            started: Instant::now(),
-            request: None,
+            started: coarsetime::Instant::now(),
+            method,
+            path,
             finished: false,
         }
     }
 
-    /// Names the request for the log line written if it is forced closed.
+    /// Names the request for the log line written if it is forced closed. The path is kept
+    /// up to 63 bytes.
     #[must_use]
-    pub fn describe(mut self, method: Method, uri: Uri) -> Self {
-        self.request = Some((method, uri));
+    pub fn describe(mut self, method: &Method, path: &str) -> Self {
+        self.method = Some(method.clone());
+        self.path = PathSnippet::new(path);
         self
     }
 
-    /// How long the request has been in flight.
+    /// How long the request has been in flight, from a coarse clock (a few milliseconds'
+    /// resolution, which is what a log line needs and a tenth of the cost of a precise one).
     #[must_use]
     pub fn age(&self) -> Duration {
-        self.started.elapsed()
+        self.started.elapsed().into()
     }
 
     /// The current phase, read with one atomic load.
@@ -123,30 +225,36 @@ impl Drop for RequestGuard {
     /// Releases the request; the drain ends when the last one is released.
     fn drop(&mut self) {
         let phase = self.shared.phase();
-        if !phase.is_shutting_down() {
-            return;
-        }
-        if self.finished {
-            Stats::bump(&self.shared.stats.requests_completed);
-        } else if phase >= Phase::Forcing {
-            Stats::bump(&self.shared.stats.requests_aborted);
-            let age_ms = self.started.elapsed().as_millis() as u64;
-            match &self.request {
-                Some((method, uri)) => {
-                    warn!(method = method.as_str(), path = uri.path(), age_ms, "request aborted by forced shutdown");
-                }
-                None => warn!(age_ms, "request aborted by forced shutdown"),
+        if phase.is_shutting_down() {
+            if self.finished {
+                Stats::bump(&self.shared.stats.requests_completed);
+            } else if phase >= Phase::Forcing {
+                Stats::bump(&self.shared.stats.requests_aborted);
+                warn!(
+                    method = self.method.as_ref().map_or("", Method::as_str),
+                    path = self.path.as_str(),
+                    age_ms = self.age().as_millis() as u64,
+                    "request aborted by forced shutdown"
+                );
             }
         }
+        self.shared.requests.release();
     }
 }
 
 impl fmt::Debug for RequestGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self { _token, shared: _, started, request, finished } = self;
+        let Self {
+            shared: _,
+            started: _,
+            method,
+            path,
+            finished,
+        } = self;
         f.debug_struct("RequestGuard")
-            .field("age", &started.elapsed())
-            .field("request", request)
+            .field("age", &self.age())
+            .field("method", method)
+            .field("path", &path.as_str())
             .field("finished", finished)
             .finish()
     }
@@ -157,13 +265,13 @@ impl fmt::Debug for RequestGuard {
 /// A connection dropped before [`Phase::Forcing`] counts as closed gracefully in the report,
 /// one dropped during or after it as closed forcibly.
 pub struct ConnectionGuard {
-    _token: TaskTrackerToken,
     shared: Arc<Shared>,
 }
 
 impl ConnectionGuard {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { _token: shared.connections.token(), shared }
+        shared.connections.acquire();
+        Self { shared }
     }
 
     /// The current phase, read with one atomic load.
@@ -182,6 +290,7 @@ impl Drop for ConnectionGuard {
         } else if phase.is_shutting_down() {
             Stats::bump(&self.shared.stats.connections_graceful);
         }
+        self.shared.connections.release();
     }
 }
 
@@ -219,6 +328,57 @@ mod tests {
         assert_eq!(counts(&handle), (0, 0));
     }
 
+    #[tokio::test]
+    async fn the_counter_wait_completes_only_when_closed_and_empty() {
+        use tokio_test::{assert_pending, assert_ready, task};
+        let counter = super::Counter::default();
+        counter.acquire();
+        let mut wait = task::spawn(counter.wait());
+        assert_pending!(wait.poll());
+        counter.release();
+        assert_pending!(wait.poll(), "not closed yet");
+        counter.acquire();
+        counter.close();
+        assert!(!wait.is_woken(), "closing alone does not wake");
+        assert_pending!(wait.poll());
+        counter.release();
+        assert!(wait.is_woken(), "the release to zero wakes the waiter");
+        assert_ready!(wait.poll());
+    }
+
+    #[test]
+    fn the_counter_loses_no_wakeup_across_threads() {
+        // Many rounds of a release racing the waiter's registration, on real threads.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        for _ in 0..2_000 {
+            let counter = std::sync::Arc::new(super::Counter::default());
+            counter.acquire();
+            counter.close();
+            let releaser = {
+                let counter = std::sync::Arc::clone(&counter);
+                std::thread::spawn(move || counter.release())
+            };
+            let waited = runtime.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(10), counter.wait()).await
+            });
+            assert!(waited.is_ok(), "a wake-up was lost");
+            releaser.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn long_and_multibyte_paths_are_cut_at_a_character_boundary() {
+        let long = format!("/{}", "é".repeat(40));
+        let snippet = super::PathSnippet::new(&long);
+        assert!(long.starts_with(snippet.as_str()));
+        assert!(snippet.as_str().len() <= 63);
+        assert_eq!(super::PathSnippet::new("/short").as_str(), "/short");
+    }
+
     #[test]
     fn a_weak_handle_does_not_keep_the_lifecycle_alive() {
         let lifecycle = Lifecycle::new(Config::default());
@@ -233,10 +393,10 @@ mod tests {
         let lifecycle = Lifecycle::new(Config::default());
         let handle = lifecycle.handle();
         let inner = handle.clone();
-        let result = std::panic::catch_unwind(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
             let _guard = inner.track_request();
             panic!("handler failed");
-        });
+        }));
         assert!(result.is_err());
         assert_eq!(handle.in_flight_requests(), 0);
     }

@@ -44,7 +44,11 @@ impl CheckOutput for () {
 
 impl CheckOutput for bool {
     fn into_verdict(self) -> Verdict {
-        if self { Verdict::Pass } else { Verdict::Fail("check returned false".to_owned()) }
+        if self {
+            Verdict::Pass
+        } else {
+            Verdict::Fail("check returned false".to_owned())
+        }
     }
 }
 
@@ -147,7 +151,12 @@ impl Check {
 
 impl fmt::Debug for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self { name, timeout, cache_for, run: _ } = self;
+        let Self {
+            name,
+            timeout,
+            cache_for,
+            run: _,
+        } = self;
         f.debug_struct("Check")
             .field("name", name)
             .field("timeout", timeout)
@@ -164,7 +173,10 @@ pub(crate) struct Registered {
 
 impl Registered {
     pub(crate) fn new(check: Check) -> Self {
-        Self { check, cache: tokio::sync::Mutex::new(None) }
+        Self {
+            check,
+            cache: tokio::sync::Mutex::new(None),
+        }
     }
 
     pub(crate) fn name(&self) -> &Cow<'static, str> {
@@ -174,31 +186,46 @@ impl Registered {
     /// The cached report if fresh, else a new run's.
     pub(crate) async fn evaluate(&self) -> CheckReport {
         let mut cache = self.cache.lock().await;
-        if let Some((at, report)) = &*cache {
-            if at.elapsed() < self.check.cache_for {
-                return report.clone();
-            }
+        if let Some((at, report)) = &*cache
+            && at.elapsed() < self.check.cache_for
+        {
+            return report.clone();
         }
         let started = Instant::now();
         let outcome = tokio::time::timeout(self.check.timeout, (self.check.run)()).await;
         let duration = started.elapsed();
         let report = match outcome {
             Ok(Verdict::Pass) => CheckReport::new(self.name(), Status::Pass, duration, None),
-            Ok(Verdict::Warn(message)) => {
-                CheckReport::new(self.name(), Status::Warn, duration, Some(("warning", message)))
-            }
-            Ok(Verdict::Fail(message)) => {
-                CheckReport::new(self.name(), Status::Fail, duration, Some(("failed", message)))
-            }
+            Ok(Verdict::Warn(message)) => CheckReport::new(
+                self.name(),
+                Status::Warn,
+                duration,
+                Some(("warning", message)),
+            ),
+            Ok(Verdict::Fail(message)) => CheckReport::new(
+                self.name(),
+                Status::Fail,
+                duration,
+                Some(("failed", message)),
+            ),
             Err(_) => CheckReport::new(
                 self.name(),
                 Status::Fail,
                 duration,
-                Some(("timed out", format!("no answer within {:?}", self.check.timeout))),
+                Some((
+                    "timed out",
+                    format!("no answer within {:?}", self.check.timeout),
+                )),
             ),
         };
         if report.status() != Status::Pass {
-            warn!(check = &*self.check.name, status = report.status().as_str(), duration_ms = duration.as_millis() as u64, output = report.output_verbose(), "health check not passing");
+            warn!(
+                check = &*self.check.name,
+                status = report.status().as_str(),
+                duration_ms = duration.as_millis() as u64,
+                output = report.output_verbose(),
+                "health check not passing"
+            );
         }
         *cache = Some((Instant::now(), report.clone()));
         report

@@ -47,15 +47,18 @@
 mod check;
 mod startup;
 
-use std::{borrow::Cow, fmt, sync::{Arc, RwLock, atomic::Ordering}, time::Duration};
+use std::{
+    borrow::Cow,
+    fmt,
+    sync::{Arc, RwLock, atomic::Ordering},
+    time::Duration,
+};
 
-use serde_json::{Map, Value, json};
-
+pub(crate) use self::startup::Startup;
 pub use self::{
     check::{Check, CheckOutput, Verdict},
     startup::StartupTask,
 };
-pub(crate) use self::startup::Startup;
 use crate::{Phase, lifecycle::Shared};
 
 cfg_tower! {
@@ -122,12 +125,17 @@ pub struct CheckReport {
 
 impl CheckReport {
     pub(crate) fn new(
-        name: &Cow<'static, str>,
+        name: &str,
         status: Status,
         duration: Duration,
         output: Option<(&'static str, String)>,
     ) -> Self {
-        Self { name: name.clone(), status, duration, output }
+        Self {
+            name: Cow::Owned(name.to_owned()),
+            status,
+            duration,
+            output,
+        }
     }
 
     /// The check's name.
@@ -206,7 +214,11 @@ impl HealthReport {
     /// 200 unless the status is [`Status::Fail`], then 503.
     #[must_use]
     pub fn http_status(&self) -> u16 {
-        if self.status == Status::Fail { 503 } else { 200 }
+        if self.status == Status::Fail {
+            503
+        } else {
+            200
+        }
     }
 
     /// The body as `application/health+json`, with short outputs only.
@@ -221,31 +233,41 @@ impl HealthReport {
         self.render(true)
     }
 
+    /// Writes the body by hand so the fields keep the documented order (`status`, `phase`,
+    /// `output`, `checks`); serde_json only escapes the strings.
     fn render(&self, verbose: bool) -> String {
-        let mut body = Map::new();
-        body.insert("status".into(), self.status.as_str().into());
-        body.insert("phase".into(), self.phase.as_str().into());
+        let mut body = format!(
+            r#"{{"status":"{}","phase":"{}""#,
+            self.status.as_str(),
+            self.phase
+        );
         if let Some(reason) = self.reason {
-            body.insert("output".into(), reason.into());
+            body.push_str(&format!(r#","output":{}"#, quoted(reason)));
         }
-        let checks: Map<String, Value> = self
-            .checks
-            .iter()
-            .map(|check| {
-                let mut entry = json!({
-                    "status": check.status.as_str(),
-                    "duration_ms": check.duration.as_millis() as u64,
-                });
-                if let Some((short, full)) = &check.output {
-                    let output = if verbose { full.as_str() } else { short };
-                    entry["output"] = output.into();
-                }
-                (check.name.to_string(), entry)
-            })
-            .collect();
-        body.insert("checks".into(), Value::Object(checks));
-        Value::Object(body).to_string()
+        body.push_str(r#","checks":{"#);
+        for (i, check) in self.checks.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(
+                r#"{}:{{"status":"{}","duration_ms":{}"#,
+                quoted(&check.name),
+                check.status.as_str(),
+                check.duration.as_millis(),
+            ));
+            if let Some((short, full)) = &check.output {
+                let output = if verbose { full.as_str() } else { short };
+                body.push_str(&format!(r#","output":{}"#, quoted(output)));
+            }
+            body.push('}');
+        }
+        body.push_str("}}");
+        body
     }
+}
+
+fn quoted(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }
 
 impl fmt::Display for HealthReport {
@@ -264,11 +286,17 @@ pub(crate) struct Health {
 
 impl Health {
     pub(crate) fn add_readiness(&self, check: Check) {
-        self.readiness.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(check::Registered::new(check)));
+        self.readiness
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(check::Registered::new(check)));
     }
 
     pub(crate) fn add_liveness(&self, check: Check) {
-        self.liveness.write().unwrap_or_else(|e| e.into_inner()).push(Arc::new(check::Registered::new(check)));
+        self.liveness
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(check::Registered::new(check)));
     }
 }
 
@@ -298,7 +326,11 @@ async fn run_checks(checks: &RwLock<Vec<Arc<check::Registered>>>) -> Vec<CheckRe
 }
 
 fn worst(checks: &[CheckReport]) -> Status {
-    checks.iter().map(CheckReport::status).max().unwrap_or(Status::Pass)
+    checks
+        .iter()
+        .map(CheckReport::status)
+        .max()
+        .unwrap_or(Status::Pass)
 }
 
 pub(crate) async fn evaluate(shared: &Shared, probe: Probe) -> HealthReport {
@@ -333,5 +365,11 @@ pub(crate) async fn evaluate(shared: &Shared, probe: Probe) -> HealthReport {
             _ => (Status::Fail, Some("shutting down"), Vec::new()),
         },
     };
-    HealthReport { probe, status, phase: shared.phase(), reason, checks }
+    HealthReport {
+        probe,
+        status,
+        phase: shared.phase(),
+        reason,
+        checks,
+    }
 }

@@ -4,6 +4,8 @@ use tokio::sync::watch;
 
 use super::{CheckReport, Status};
 
+type Tasks = Arc<watch::Sender<Vec<(Cow<'static, str>, State)>>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Pending,
@@ -14,12 +16,14 @@ enum State {
 /// The registered startup tasks and their states.
 #[derive(Debug)]
 pub(crate) struct Startup {
-    tasks: Arc<watch::Sender<Vec<(Cow<'static, str>, State)>>>,
+    tasks: Tasks,
 }
 
 impl Default for Startup {
     fn default() -> Self {
-        Self { tasks: Arc::new(watch::Sender::new(Vec::new())) }
+        Self {
+            tasks: Arc::new(watch::Sender::new(Vec::new())),
+        }
     }
 }
 
@@ -30,14 +34,20 @@ impl Startup {
             index = tasks.len();
             tasks.push((name, State::Pending));
         });
-        StartupTask { tasks: Arc::clone(&self.tasks), index, completed: false }
+        StartupTask {
+            tasks: Arc::clone(&self.tasks),
+            index,
+            completed: false,
+        }
     }
 
     /// Completes once no task is pending or failed.
     pub(crate) async fn all_done(&self) {
         let mut rx = self.tasks.subscribe();
         // The sender lives as long as `self`, so this cannot fail while we are borrowed.
-        let _ = rx.wait_for(|tasks| tasks.iter().all(|(_, state)| *state == State::Done)).await;
+        let _ = rx
+            .wait_for(|tasks| tasks.iter().all(|(_, state)| *state == State::Done))
+            .await;
     }
 
     pub(crate) fn reports(&self) -> Vec<CheckReport> {
@@ -47,10 +57,14 @@ impl Startup {
             .map(|(name, state)| {
                 let (status, output) = match state {
                     State::Done => (Status::Pass, None),
-                    State::Pending => (Status::Fail, Some(("pending", "not finished yet".to_owned()))),
-                    State::Failed => {
-                        (Status::Fail, Some(("failed", "dropped without completing".to_owned())))
-                    }
+                    State::Pending => (
+                        Status::Fail,
+                        Some(("pending", "not finished yet".to_owned())),
+                    ),
+                    State::Failed => (
+                        Status::Fail,
+                        Some(("failed", "dropped without completing".to_owned())),
+                    ),
                 };
                 CheckReport::new(name, status, std::time::Duration::ZERO, output)
             })
@@ -65,7 +79,7 @@ impl Startup {
 /// [completed](StartupTask::complete). Dropping it without completing marks it failed (a
 /// warm-up that panicked must not make the service ready).
 pub struct StartupTask {
-    tasks: Arc<watch::Sender<Vec<(Cow<'static, str>, State)>>>,
+    tasks: Tasks,
     index: usize,
     completed: bool,
 }
@@ -81,12 +95,19 @@ impl Drop for StartupTask {
     /// Records the task as done if [`complete`](StartupTask::complete) was called, else as
     /// failed.
     fn drop(&mut self) {
-        let state = if self.completed { State::Done } else { State::Failed };
+        let state = if self.completed {
+            State::Done
+        } else {
+            State::Failed
+        };
         self.tasks.send_modify(|tasks| {
             if let Some((name, slot)) = tasks.get_mut(self.index) {
                 *slot = state;
                 if state == State::Failed {
-                    error!(task = &**name, "startup task dropped without completing; the service will not turn ready");
+                    error!(
+                        task = &**name,
+                        "startup task dropped without completing; the service will not turn ready"
+                    );
                 } else {
                     info!(task = &**name, "startup task completed");
                 }
@@ -97,7 +118,13 @@ impl Drop for StartupTask {
 
 impl fmt::Debug for StartupTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = self.tasks.borrow().get(self.index).map(|(name, _)| name.clone());
-        f.debug_struct("StartupTask").field("name", &name).finish_non_exhaustive()
+        let name = self
+            .tasks
+            .borrow()
+            .get(self.index)
+            .map(|(name, _)| name.clone());
+        f.debug_struct("StartupTask")
+            .field("name", &name)
+            .finish_non_exhaustive()
     }
 }

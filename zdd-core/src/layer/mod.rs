@@ -5,7 +5,7 @@
 //! - each request counts as in flight from the call until its response body has ended or
 //!   been dropped, not merely until the handler returns (a streaming body keeps the drain
 //!   open until it is done);
-//! - from [`Phase::Unready`](crate::Phase::Unready) on, HTTP/1.x responses carry
+//! - from [`Phase::Unready`] on, HTTP/1.x responses carry
 //!   `Connection: close`, so keep-alive clients reconnect (to an instance that is still
 //!   ready) instead of reusing this connection. HTTP/2 responses never get it: the protocol
 //!   forbids the header, and the server's GOAWAY does that job there;

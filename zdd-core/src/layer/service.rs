@@ -61,17 +61,14 @@ where
         if settings.is_exempt(path) {
             return ResponseFuture::exempt(self.inner.call(request), settings.handle.clone(), http1);
         }
-        if let LateRequests::Reject { retry_after } = settings.late {
-            if settings.handle.phase() >= Phase::Draining {
-                settings.handle.shared.stats.record_rejected();
-                debug!(method = request.method().as_str(), path, "late request rejected");
-                return ResponseFuture::rejected(retry_after, http1);
-            }
+        if let LateRequests::Reject { retry_after } = settings.late
+            && settings.handle.phase() >= Phase::Draining
+        {
+            settings.handle.shared.stats.record_rejected();
+            debug!(method = request.method().as_str(), path, "late request rejected");
+            return ResponseFuture::rejected(retry_after, http1);
         }
-        let guard = settings
-            .handle
-            .track_request()
-            .describe(request.method().clone(), request.uri().clone());
+        let guard = settings.handle.track_http_request(request.method(), path);
         ResponseFuture::tracked(self.inner.call(request), guard, http1)
     }
 }

@@ -46,6 +46,8 @@ impl Future for PhaseReached {
 
 impl fmt::Debug for PhaseReached {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PhaseReached").field("target", &self.target).finish_non_exhaustive()
+        f.debug_struct("PhaseReached")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
     }
 }

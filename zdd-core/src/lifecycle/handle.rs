@@ -103,11 +103,15 @@ impl LifecycleHandle {
 
     /// Starts the shutdown sequence with the given trigger. Returns `true` if this call
     /// started it, `false` if it had already started (the first trigger is kept).
+    // Most callers only want the effect; the answer is there for those who care.
+    #[allow(clippy::must_use_candidate)]
     pub fn trigger(&self, trigger: Trigger) -> bool {
         self.shared.trigger(trigger)
     }
 
-    /// Starts the shutdown sequence with [`Trigger::Programmatic`].
+    /// Starts the shutdown sequence with [`Trigger::Programmatic`]. Returns `true` if this
+    /// call started it.
+    #[allow(clippy::must_use_candidate)]
     pub fn shutdown(&self) -> bool {
         self.trigger(Trigger::Programmatic)
     }
@@ -122,14 +126,24 @@ impl LifecycleHandle {
     ///
     /// The [`ZddLayer`](crate::layer::ZddLayer) does this for every request that is not
     /// exempt; call it yourself when serving without the layer.
+    #[must_use = "the request is tracked only while the guard is alive"]
     pub fn track_request(&self) -> RequestGuard {
-        RequestGuard::new(Arc::clone(&self.shared))
+        RequestGuard::new(Arc::clone(&self.shared), None)
+    }
+
+    /// Tracks one request, named by its method and path for the log line written if it is
+    /// forced closed. The same as [`Self::track_request`] followed by
+    /// [`RequestGuard::describe`], without moving the guard.
+    #[must_use = "the request is tracked only while the guard is alive"]
+    pub fn track_http_request(&self, method: &http::Method, path: &str) -> RequestGuard {
+        RequestGuard::new(Arc::clone(&self.shared), Some((method, path)))
     }
 
     /// Tracks one connection until the guard is dropped.
     ///
     /// Server adapters hold the guard inside the socket wrapper, so the connection counts
     /// until the socket itself is dropped, also after an HTTP upgrade.
+    #[must_use = "the connection is tracked only while the guard is alive"]
     pub fn track_connection(&self) -> ConnectionGuard {
         ConnectionGuard::new(Arc::clone(&self.shared))
     }
@@ -184,6 +198,7 @@ impl LifecycleHandle {
     ///     }
     ///     jobs
     /// });
+    /// tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     /// handle.shutdown();
     /// let report = lifecycle.run().await;
     /// assert!(report.is_graceful());
@@ -234,7 +249,11 @@ impl LifecycleHandle {
     pub fn startup_task(&self, name: impl Into<Cow<'static, str>>) -> StartupTask {
         let name = name.into();
         if self.phase() != Phase::Starting {
-            warn!(task = &*name, phase = self.phase().as_str(), "startup task registered after startup");
+            warn!(
+                task = &*name,
+                phase = self.phase().as_str(),
+                "startup task registered after startup"
+            );
         }
         self.shared.health.startup.register(name)
     }
@@ -311,9 +330,16 @@ impl LifecycleHandle {
     {
         let hook = Hook::new(name.into(), timeout, hook);
         if self.phase() >= Phase::CleaningUp {
-            warn!(hook = hook.name(), "cleanup hook registered after cleanup started; it will not run");
+            warn!(
+                hook = hook.name(),
+                "cleanup hook registered after cleanup started; it will not run"
+            );
         }
-        self.shared.hooks.lock().unwrap_or_else(|e| e.into_inner()).push(hook);
+        self.shared
+            .hooks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(hook);
     }
 
     /// The timings in use.
@@ -325,7 +351,9 @@ impl LifecycleHandle {
     /// A weak handle, which does not keep the lifecycle's state alive.
     #[must_use]
     pub fn downgrade(&self) -> WeakLifecycleHandle {
-        WeakLifecycleHandle { shared: Arc::downgrade(&self.shared) }
+        WeakLifecycleHandle {
+            shared: Arc::downgrade(&self.shared),
+        }
     }
 }
 
@@ -356,6 +384,7 @@ impl WeakLifecycleHandle {
 
 impl fmt::Debug for WeakLifecycleHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WeakLifecycleHandle").finish_non_exhaustive()
+        f.debug_struct("WeakLifecycleHandle")
+            .finish_non_exhaustive()
     }
 }

@@ -5,12 +5,11 @@
 //! requests, handlers wait for the draining notice, startup tasks gate readiness, and
 //! components register readiness checks and cleanup hooks. The controller itself is consumed
 //! by [`Lifecycle::run`], which drives the shutdown sequence and returns the
-//! [`ShutdownReport`](crate::ShutdownReport).
+//! [`ShutdownReport`].
 //!
 //! # Examples
 //!
 //! ```
-//! use std::time::Duration;
 //! use zdd_core::{Config, Lifecycle, Phase};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -54,8 +53,11 @@ pub use self::{
     handle::{LifecycleHandle, WeakLifecycleHandle},
 };
 use crate::{
-    Config, Phase, Trigger, health::Health, hooks::Hook, report::ShutdownReport,
-    tracker::Stats,
+    Config, Phase, Trigger,
+    health::Health,
+    hooks::Hook,
+    report::ShutdownReport,
+    tracker::{Counter, Stats},
 };
 
 type TriggerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -164,7 +166,9 @@ impl std::fmt::Debug for Lifecycle {
             signals,
         } = self;
         let mut debug = f.debug_struct("Lifecycle");
-        debug.field("phase", &shared.phase()).field("triggers", &triggers.len());
+        debug
+            .field("phase", &shared.phase())
+            .field("triggers", &triggers.len());
         #[cfg(feature = "signal")]
         debug.field("signals", &signals.is_some());
         debug.finish()
@@ -187,8 +191,8 @@ pub(crate) struct Shared {
     pub(crate) force: CancellationToken,
     /// Handed to background tasks; cancelled when draining starts.
     pub(crate) cancel: CancellationToken,
-    pub(crate) requests: TaskTracker,
-    pub(crate) connections: TaskTracker,
+    pub(crate) requests: Counter,
+    pub(crate) connections: Counter,
     pub(crate) tasks: TaskTracker,
     pub(crate) stats: Stats,
     pub(crate) health: Health,
@@ -208,8 +212,8 @@ impl Shared {
             trigger: OnceLock::new(),
             force: CancellationToken::new(),
             cancel: CancellationToken::new(),
-            requests: TaskTracker::new(),
-            connections: TaskTracker::new(),
+            requests: Counter::default(),
+            connections: Counter::default(),
             tasks: TaskTracker::new(),
             stats: Stats::default(),
             health: Health::default(),
@@ -264,7 +268,11 @@ impl Shared {
     pub(crate) fn trigger(&self, trigger: Trigger) -> bool {
         let first = self.trigger.set(trigger).is_ok();
         if first {
-            info!(trigger = trigger.as_str(), phase = self.phase().as_str(), "shutdown triggered");
+            info!(
+                trigger = trigger.as_str(),
+                phase = self.phase().as_str(),
+                "shutdown triggered"
+            );
         } else {
             debug!(trigger = trigger.as_str(), "shutdown already triggered");
         }

@@ -1,0 +1,93 @@
+//! Structured log output, captured with a real subscriber.
+
+use std::{
+    io,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tracing_subscriber::fmt::MakeWriter;
+use zdd_core::{Config, Lifecycle, Trigger};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = Self;
+
+    fn make_writer(&'a self) -> Self {
+        self.clone()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn transitions_triggers_and_aborted_requests_are_structured_events() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let config = Config::builder()
+        .propagation_delay(Duration::from_secs(2))
+        .drain_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let lifecycle = Lifecycle::new(config);
+    let handle = lifecycle.handle();
+    let hung = handle
+        .track_request()
+        .describe(&http::Method::POST, "/upload");
+    let sequence = tokio::spawn(lifecycle.run());
+    handle.trigger(Trigger::Sigterm);
+    handle.reached(zdd_core::Phase::Forcing).await;
+    drop(hung);
+    sequence.await.unwrap();
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let line = |needle: &str| {
+        logs.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{logs}"))
+            .to_owned()
+    };
+    let triggered = line("shutdown triggered");
+    assert!(triggered.contains(r#"trigger="sigterm""#), "{triggered}");
+    let draining = line(r#"phase="draining""#);
+    assert!(
+        draining.contains(r#"from="unready""#) && draining.contains("in_previous_ms=2000"),
+        "{draining}"
+    );
+    assert!(draining.contains("in_flight_requests=1"), "{draining}");
+    let aborted = line("request aborted by forced shutdown");
+    assert!(aborted.contains("WARN"), "{aborted}");
+    assert!(
+        aborted.contains(r#"method="POST""#) && aborted.contains(r#"path="/upload""#),
+        "{aborted}"
+    );
+    assert!(aborted.contains("age_ms="), "{aborted}");
+    let done = line("shutdown complete");
+    assert!(
+        done.contains("graceful=false") && done.contains("exit_code=1"),
+        "{done}"
+    );
+    assert!(
+        logs.lines()
+            .all(|l| l.contains(" zdd:") || l.contains("zdd")),
+        "every event has the zdd target"
+    );
+}

@@ -1,0 +1,167 @@
+//! Every row of the phase table: each probe's status and body in each phase, reached by
+//! running the real sequence on paused time.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use zdd_core::{Check, Config, HookOutcome, Lifecycle, LifecycleHandle, Phase, Probe};
+
+async fn answers(handle: &LifecycleHandle) -> [(u16, String); 3] {
+    let mut out = Vec::new();
+    for probe in [Probe::Readiness, Probe::Liveness, Probe::Startup] {
+        let report = handle.probe(probe).await;
+        out.push((report.http_status(), report.to_json()));
+    }
+    out.try_into().unwrap()
+}
+
+fn status(answers: &[(u16, String); 3]) -> [u16; 3] {
+    [answers[0].0, answers[1].0, answers[2].0]
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_phase_answers_as_the_table_says() {
+    let config = Config::builder()
+        .propagation_delay(Duration::from_secs(5))
+        .drain_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let lifecycle = Lifecycle::new(config);
+    let handle = lifecycle.handle();
+    handle.readiness_check(Check::new("db", || async {}));
+    let warm_up = handle.startup_task("warm-up");
+    let (release_hook, hook_gate) = oneshot::channel::<()>();
+    handle.on_cleanup("pool", Duration::from_secs(2), async move {
+        let _ = hook_gate.await;
+    });
+
+    // Starting: readiness 503, liveness 200, startup 503.
+    let starting = answers(&handle).await;
+    assert_eq!(status(&starting), [503, 200, 503]);
+    assert_eq!(
+        starting[0].1,
+        r#"{"status":"fail","phase":"starting","output":"starting","checks":{}}"#
+    );
+    assert_eq!(
+        starting[2].1,
+        r#"{"status":"fail","phase":"starting","output":"starting","checks":{"warm-up":{"status":"fail","duration_ms":0,"output":"pending"}}}"#
+    );
+
+    let sequence = tokio::spawn(lifecycle.run());
+    tokio::task::yield_now().await;
+    assert_eq!(
+        handle.phase(),
+        Phase::Starting,
+        "startup task still pending"
+    );
+
+    // Serving: everything 200, readiness reflects the checks.
+    warm_up.complete();
+    handle.reached(Phase::Serving).await;
+    let serving = answers(&handle).await;
+    assert_eq!(status(&serving), [200, 200, 200]);
+    assert_eq!(
+        serving[0].1,
+        r#"{"status":"pass","phase":"serving","checks":{"db":{"status":"pass","duration_ms":0}}}"#
+    );
+    assert_eq!(
+        serving[1].1,
+        r#"{"status":"pass","phase":"serving","checks":{}}"#
+    );
+
+    // Unready: readiness 503 at once, the others still 200.
+    let request = handle.track_request();
+    handle.shutdown();
+    assert_eq!(handle.phase(), Phase::Unready);
+    let unready = answers(&handle).await;
+    assert_eq!(status(&unready), [503, 200, 200]);
+    assert_eq!(
+        unready[0].1,
+        r#"{"status":"fail","phase":"unready","output":"shutting down","checks":{}}"#
+    );
+
+    // Draining (held open by the request).
+    handle.reached(Phase::Draining).await;
+    assert_eq!(status(&answers(&handle).await), [503, 200, 200]);
+
+    // Forcing (the request outlives the drain timeout).
+    handle.reached(Phase::Forcing).await;
+    let forcing = answers(&handle).await;
+    assert_eq!(status(&forcing), [503, 200, 200]);
+    assert!(forcing[1].1.contains(r#""phase":"forcing""#));
+    drop(request);
+
+    // CleaningUp (held by the hook).
+    handle.reached(Phase::CleaningUp).await;
+    assert_eq!(status(&answers(&handle).await), [503, 200, 200]);
+    release_hook.send(()).unwrap();
+
+    let report = sequence.await.unwrap();
+    assert_eq!(handle.phase(), Phase::Stopped);
+    assert_eq!(status(&answers(&handle).await), [503, 200, 200]);
+    assert_eq!(report.hooks()[0].outcome(), &HookOutcome::Completed);
+    assert_eq!(report.requests_aborted(), 1);
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn marked_not_ready_fails_readiness_only_while_marked() {
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    tokio::spawn(lifecycle.run());
+    handle.reached(Phase::Serving).await;
+
+    handle.set_not_ready(true);
+    assert!(handle.is_marked_not_ready());
+    let report = handle.probe(Probe::Readiness).await;
+    assert_eq!(report.http_status(), 503);
+    assert_eq!(report.reason(), Some("marked not ready"));
+    assert_eq!(handle.probe(Probe::Liveness).await.http_status(), 200);
+    assert_eq!(
+        handle.phase(),
+        Phase::Serving,
+        "the toggle does not start shutdown"
+    );
+
+    handle.set_not_ready(false);
+    assert_eq!(handle.probe(Probe::Readiness).await.http_status(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_startup_task_keeps_the_service_starting() {
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let migrations = handle.startup_task("migrations");
+    let sequence = tokio::spawn(lifecycle.run());
+    drop(migrations); // panicked or returned early without completing
+
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(handle.phase(), Phase::Starting);
+    let startup = handle.probe(Probe::Startup).await;
+    assert_eq!(startup.http_status(), 503);
+    assert_eq!(startup.checks()[0].output(), Some("failed"));
+
+    // It can still be shut down.
+    handle.shutdown();
+    assert!(sequence.await.unwrap().is_graceful());
+}
+
+#[tokio::test(start_paused = true)]
+async fn phases_only_move_forward() {
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let mut watch = handle.watch();
+    let sequence = tokio::spawn(lifecycle.run());
+    let mut seen = vec![*watch.borrow_and_update()];
+    handle.reached(Phase::Serving).await;
+    handle.shutdown();
+    let _ = sequence.await.unwrap();
+    while watch.has_changed().unwrap_or(false) {
+        seen.push(*watch.borrow_and_update());
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert_eq!(*seen.last().unwrap(), Phase::Stopped);
+    // A late trigger changes nothing.
+    assert!(!handle.shutdown());
+    assert_eq!(handle.phase(), Phase::Stopped);
+}
