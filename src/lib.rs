@@ -1,1 +1,70 @@
-//! placeholder
+//! # zdd: redeploy web services with zero failed requests
+//!
+//! zdd gives a Rust service on Kubernetes (or behind any load balancer) probes that tell the
+//! truth and a shutdown sequence that drops nothing:
+//!
+//! ```text
+//! SIGTERM → unready → wait for load balancers → stop accepting → drain in-flight work
+//!         → force-close what is left → ordered cleanup → a report and an exit code
+//! ```
+//!
+//! | phase | readiness | liveness | startup | listener | HTTP |
+//! |---|---|---|---|---|---|
+//! | Starting | 503 | 200 | 503 | open | served |
+//! | Serving | 200 if checks pass | 200 | 200 | open | served |
+//! | Unready | 503 | 200 | 200 | still accepting for the propagation delay | HTTP/1 `Connection: close`, HTTP/2 GOAWAY |
+//! | Draining | 503 | 200 | 200 | backlog served, then closed | in-flight work finishes, idle connections closed |
+//! | Forcing | 503 | 200 | 200 | closed | what is left is closed and logged |
+//! | CleaningUp | 503 | 200 | 200 | closed | cleanup hooks, newest first |
+//! | Stopped | — | — | — | — | the serve call returns a [`ShutdownReport`] |
+//!
+//! # Quick start (hyper)
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use hyper::body::Incoming;
+//! use zdd::{Config, Lifecycle};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // ZDD_PROPAGATION_DELAY, ZDD_DRAIN_TIMEOUT, … with validated defaults.
+//!     let mut lifecycle = Lifecycle::new(Config::from_env()?);
+//!     lifecycle.listen_for_signals()?;
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//!     let app = tower::service_fn(|_req: Request<Incoming>| async {
+//!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
+//!     });
+//!     // Probes at /health/{live,ready,startup}; requests tracked; phases obeyed.
+//!     let report = zdd::serve(listener, app, lifecycle).await;
+//!     println!("{report}");
+//!     std::process::exit(report.exit_code());
+//! }
+//! ```
+//!
+//! # Features
+//!
+//! - `hyper` (default): [`serve`], the accept loop of `zdd-hyper`.
+//! - `signal` (default): [`Lifecycle::listen_for_signals`].
+//! - `axum`: [`axum::serve`] for an axum `Router`.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+#[doc(inline)]
+pub use zdd_core::*;
+
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+#[doc(inline)]
+pub use zdd_hyper::{Listener, Serve, serve};
+
+/// Serving an axum `Router`; see `zdd-axum`.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum {
+    #[doc(inline)]
+    pub use zdd_axum::{probe_routes, serve};
+}

@@ -1,1 +1,54 @@
-//! placeholder
+//! The zdd accept/serve loop for hyper 1.x: one loop that drains without dropping a request.
+//!
+//! [`serve`] runs a [`Lifecycle`](zdd_core::Lifecycle)'s shutdown sequence beside an accept
+//! loop, serving each connection with hyper-util's auto builder (HTTP/1.1 and h2c). The loop
+//! decides nothing about draining; it does what each phase says:
+//!
+//! | phase | listener | connections |
+//! |---|---|---|
+//! | Starting, Serving | accepting | served; idle ones closed after [`Serve::idle_timeout`] |
+//! | Unready | **still accepting** | HTTP/1 responses carry `Connection: close`; HTTP/2 connections get the graceful GOAWAY, their open streams finish |
+//! | Draining | the backlog is served, then the listener closes | graceful close: idle HTTP/1 closed, in-flight requests finish, HTTP/2 GOAWAY |
+//! | Forcing | closed | every remaining connection is closed, upgraded ones too |
+//!
+//! Every connection is bounded: one that never sends a byte is closed after
+//! [`Serve::first_byte_timeout`], one whose first request's headers do not arrive in time
+//! after [`Serve::first_request_timeout`], and all of them at the drain deadline.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use hyper::body::Incoming;
+//! use zdd_core::{Config, Lifecycle};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let mut lifecycle = Lifecycle::new(Config::from_env()?);
+//!     lifecycle.listen_for_signals()?;
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//!     let hello = tower::service_fn(|_req: Request<Incoming>| async {
+//!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
+//!     });
+//!     let report = zdd_hyper::serve(listener, hello, lifecycle).await;
+//!     println!("{report}");
+//!     std::process::exit(report.exit_code());
+//! }
+//! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod conn;
+mod io;
+mod listener;
+mod serve;
+
+#[doc(inline)]
+pub use self::{
+    listener::Listener,
+    serve::{Serve, serve},
+};

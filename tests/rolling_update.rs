@@ -1,0 +1,144 @@
+//! The promise, end to end: a rolling update of real `hyper_hello` processes behind HAProxy
+//! (HTTP health checks on `/health/ready`, no retries) under keep-alive load fails no
+//! request, every old process exits by itself with code 0 inside its grace period, and the
+//! traffic ends on the new version.
+//!
+//! Needs HAProxy (`apt-get install haproxy`); skipped with a message when it is missing,
+//! mandatory under `.ci/run` (`ZDD_E2E_REQUIRED=1`).
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+const PROPAGATION: Duration = Duration::from_secs(1);
+const GRACE: Duration = Duration::from_secs(10);
+const ENV: &[(&str, &str)] = &[
+    ("ZDD_PROPAGATION_DELAY", "1s"),
+    ("ZDD_DRAIN_TIMEOUT", "5s"),
+    ("ZDD_CLEANUP_TIMEOUT", "1s"),
+    ("ZDD_GRACE_PERIOD", "10s"),
+];
+
+#[test]
+fn the_propagation_delay_covers_what_the_balancer_needs_to_notice() {
+    // The balancer marks a server down after `fall` failed checks, one per interval; the
+    // delay must cover that with room to spare, or requests reach a closed listener.
+    let needed = CHECK_INTERVAL * CHECK_FALL;
+    assert!(
+        PROPAGATION >= needed * 3,
+        "propagation {PROPAGATION:?} vs detection {needed:?}"
+    );
+}
+
+async fn rolling_update(mode: Mode) {
+    let Some(haproxy_bin) = haproxy() else { return };
+    let binary = example("hyper_hello");
+    let old: Vec<Instance> = ["old-1", "old-2"]
+        .iter()
+        .map(|n| Instance::start(&binary, n, "v1", free_port(), ENV))
+        .collect();
+    let new_ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let servers = [
+        ("old-1", old[0].port),
+        ("old-2", old[1].port),
+        ("new-1", new_ports[0]),
+        ("new-2", new_ports[1]),
+    ];
+    let haproxy = Haproxy::start(&haproxy_bin, mode, &servers);
+    haproxy.wait_until("old up, new down", |s| {
+        s.get("old-1").is_some_and(|v| v == "UP")
+            && s.get("old-2").is_some_and(|v| v == "UP")
+            && s.get("new-1").is_some_and(|v| v.starts_with("DOWN"))
+            && s.get("new-2").is_some_and(|v| v.starts_with("DOWN"))
+    });
+
+    let load = Load::start(haproxy.port, 8);
+    until("traffic flows", || load.ok() > 200).await;
+
+    let mut exits = Vec::new();
+    let mut replacements = Vec::new();
+    for (old, (new_name, new_port)) in old
+        .into_iter()
+        .zip([("new-1", new_ports[0]), ("new-2", new_ports[1])])
+    {
+        // The replacement starts on its own port with the new version and becomes ready.
+        replacements.push(Instance::start(&binary, new_name, "v2", new_port, ENV));
+        haproxy.wait_for(new_name, "UP");
+        let before = load.ok();
+        until("the new instance takes traffic", || {
+            load.ok() > before + 200
+        })
+        .await;
+
+        // The old one is terminated and must leave by itself.
+        let name = old.name.clone();
+        old.signal("TERM");
+        let exited = tokio::task::spawn_blocking(move || old.wait())
+            .await
+            .unwrap();
+        haproxy.wait_until(&format!("{name} down"), |s| {
+            s.get(&name).is_some_and(|v| v.starts_with("DOWN"))
+        });
+        exits.push(exited);
+    }
+    let before = load.ok();
+    until("traffic continues on the new version", || {
+        load.ok() > before + 500
+    })
+    .await;
+    let tally = load.stop().await;
+    drop(replacements);
+
+    for exited in &exits {
+        assert_eq!(
+            exited.code,
+            Some(0),
+            "{} did not exit gracefully: {:#?}",
+            exited.name,
+            exited.output
+        );
+        assert!(
+            exited.after < GRACE,
+            "{} took {:?}, past its grace period",
+            exited.name,
+            exited.after
+        );
+        assert!(
+            exited
+                .output
+                .iter()
+                .any(|l| l.contains("shutdown graceful")),
+            "{:#?}",
+            exited.output
+        );
+    }
+    eprintln!(
+        "{mode:?} rolling update: {} ok, failures {:?}, by version {:?}",
+        tally.ok, tally.failures, tally.by_version
+    );
+    assert_eq!(
+        tally.failed(),
+        0,
+        "failed requests: {:?}; first: {:#?}",
+        tally.failures,
+        tally.first_failures
+    );
+    assert!(tally.by_version.get("v1").copied().unwrap_or(0) > 0);
+    assert!(
+        tally.by_version.get("v2").copied().unwrap_or(0) > 500,
+        "{:?}",
+        tally.by_version
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_behind_haproxy_http_mode_fails_nothing() {
+    rolling_update(Mode::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_behind_haproxy_tcp_mode_fails_nothing() {
+    rolling_update(Mode::Tcp).await;
+}

@@ -1,0 +1,434 @@
+//! End-to-end helpers: example servers as real processes, HAProxy in front of them, and a
+//! keep-alive load generator that counts every failure.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    missing_debug_implementations,
+    clippy::must_use_candidate
+)]
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+/// A generous bound for anything that should happen promptly on loopback.
+pub const BOUND: Duration = Duration::from_secs(20);
+
+/// HAProxy's binary, or `None` (after saying how to install it) when it is missing and the
+/// end-to-end suite is not required. `.ci/run` sets `ZDD_E2E_REQUIRED=1`.
+pub fn haproxy() -> Option<PathBuf> {
+    let found = Command::new("haproxy")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(PathBuf::from("haproxy"));
+    }
+    let message = "HAProxy is not installed: run `apt-get install haproxy` (Debian/Ubuntu) to run the end-to-end suite";
+    assert!(std::env::var_os("ZDD_E2E_REQUIRED").is_none(), "{message}");
+    eprintln!("skipped: {message}");
+    None
+}
+
+/// Builds an example of the root package and returns its path.
+pub fn example(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", name])
+        .current_dir(root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building example {name} failed");
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    target.join("debug").join("examples").join(name)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One server process.
+pub struct Instance {
+    pub name: String,
+    pub port: u16,
+    /// Taken by `wait`; killed on drop otherwise.
+    child: Option<Child>,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Instance {
+    pub fn start(
+        binary: &Path,
+        name: &str,
+        version: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut child = Command::new(binary)
+            .env("PORT", port.to_string())
+            .env("APP_VERSION", version)
+            .env("RUST_LOG", "zdd=info")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("example starts");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = Arc::clone(&output);
+            let ready_tx = ready_tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if line.contains("listening on") {
+                        let _ = ready_tx.send(());
+                    }
+                    output.lock().unwrap().push(line);
+                }
+            });
+        }
+        ready_rx
+            .recv_timeout(BOUND)
+            .unwrap_or_else(|_| panic!("{name} never started listening"));
+        Self {
+            name: name.to_owned(),
+            port,
+            child: Some(child),
+            output,
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().map(Child::id).expect("still running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its exit code and how long that took.
+    pub fn wait(mut self) -> Exited {
+        let started = Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut child = self.child.take().expect("still running");
+        let pid = child.id();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait().map(|s| s.code()));
+        });
+        let code = match rx.recv_timeout(BOUND) {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                panic!("{} did not exit within {BOUND:?}", self.name);
+            }
+        };
+        // Let the reader threads take the last lines.
+        let output = self.output.lock().unwrap().clone();
+        Exited {
+            name: self.name.clone(),
+            code,
+            after: started.elapsed(),
+            output,
+        }
+    }
+
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Exited {
+    pub name: String,
+    pub code: Option<i32>,
+    pub after: Duration,
+    pub output: Vec<String>,
+}
+
+/// HAProxy in front of the instances, with an admin socket to read server states.
+pub struct Haproxy {
+    pub port: u16,
+    child: Child,
+    socket: PathBuf,
+    _dir: TempDir,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Http,
+    Tcp,
+}
+
+/// Health-check timing shared by the config and the tests' assertions.
+pub const CHECK_INTERVAL: Duration = Duration::from_millis(100);
+pub const CHECK_FALL: u32 = 2;
+
+impl Haproxy {
+    pub fn start(binary: &Path, mode: Mode, servers: &[(&str, u16)]) -> Self {
+        let dir = TempDir::new();
+        let port = free_port();
+        let socket = dir.0.join("admin.sock");
+        let mode = match mode {
+            Mode::Http => "http",
+            Mode::Tcp => "tcp",
+        };
+        let mut config = format!(
+            "global\n  stats socket {socket} level admin\n\
+             defaults\n  mode {mode}\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n  retries 0\n\
+             frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+             backend be\n  balance roundrobin\n  option httpchk\n  http-check send meth GET uri /health/ready ver HTTP/1.1 hdr Host localhost\n  http-check expect status 200\n  default-server inter {inter}ms fall {fall} rise 1\n",
+            socket = socket.display(),
+            inter = CHECK_INTERVAL.as_millis(),
+            fall = CHECK_FALL,
+        );
+        for (name, port) in servers {
+            config.push_str(&format!("  server {name} 127.0.0.1:{port} check\n"));
+        }
+        let config_path = dir.0.join("haproxy.cfg");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new(binary)
+            .args(["-db", "-f"])
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy starts");
+        let haproxy = Self {
+            port,
+            child,
+            socket,
+            _dir: dir,
+        };
+        haproxy.wait_until("the admin socket answers", |states| !states.is_empty());
+        haproxy
+    }
+
+    /// Each server's state (`UP`, `DOWN`, `UP 1/2`, …), from `show stat`.
+    pub fn states(&self) -> BTreeMap<String, String> {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::os::unix::net::UnixStream::connect(&self.socket) else {
+            return BTreeMap::new();
+        };
+        if stream.write_all(b"show stat\n").is_err() {
+            return BTreeMap::new();
+        }
+        let mut csv = String::new();
+        let _ = stream.read_to_string(&mut csv);
+        let mut lines = csv.lines();
+        let Some(header) = lines.next() else {
+            return BTreeMap::new();
+        };
+        let columns: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
+        let column = |name: &str| columns.iter().position(|c| *c == name);
+        let (Some(sv), Some(status)) = (column("svname"), column("status")) else {
+            return BTreeMap::new();
+        };
+        lines
+            .map(|line| line.split(',').collect::<Vec<_>>())
+            .filter(|f| f.len() > status && f[sv] != "FRONTEND" && f[sv] != "BACKEND")
+            .map(|f| (f[sv].to_owned(), f[status].to_owned()))
+            .collect()
+    }
+
+    /// Polls the admin socket until `done` holds (end-to-end tests may wait on real time,
+    /// bounded).
+    pub fn wait_until(&self, what: &str, done: impl Fn(&BTreeMap<String, String>) -> bool) {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            let states = self.states();
+            if done(&states) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "HAProxy never reached: {what}; states {states:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn wait_for(&self, server: &str, state: &str) {
+        self.wait_until(&format!("{server} {state}"), |s| {
+            s.get(server).is_some_and(|v| v == state)
+        });
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("zdd-e2e-{}-{}", std::process::id(), free_port()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the load generator saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub ok: u64,
+    pub by_version: BTreeMap<String, u64>,
+    pub failures: BTreeMap<String, u64>,
+    pub first_failures: Vec<String>,
+}
+
+impl Tally {
+    pub fn failed(&self) -> u64 {
+        self.failures.values().sum()
+    }
+
+    fn fail(&mut self, kind: String, detail: String) {
+        *self.failures.entry(kind).or_default() += 1;
+        if self.first_failures.len() < 10 {
+            self.first_failures.push(detail);
+        }
+    }
+}
+
+/// Keep-alive HTTP/1.1 load on `port` from `concurrency` workers until stopped. Requests
+/// are never retried: every failure counts.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    tally: Arc<Mutex<Tally>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(port: u16, concurrency: usize) -> Self {
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+            .retry_canceled_requests(false)
+            .pool_max_idle_per_host(concurrency)
+            .build_http();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let url: http::Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let workers = (0..concurrency)
+            .map(|_| {
+                let (client, stop, tally, url) = (
+                    client.clone(),
+                    Arc::clone(&stop),
+                    Arc::clone(&tally),
+                    url.clone(),
+                );
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let outcome = tokio::time::timeout(Duration::from_secs(5), async {
+                            let response = client.get(url.clone()).await?;
+                            let status = response.status();
+                            let version = response
+                                .headers()
+                                .get("x-version")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            response.into_body().collect().await?;
+                            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, version))
+                        })
+                        .await;
+                        let mut tally = tally.lock().unwrap();
+                        match outcome {
+                            Ok(Ok((status, Some(version)))) if status == 200 => {
+                                tally.ok += 1;
+                                *tally.by_version.entry(version).or_default() += 1;
+                            }
+                            Ok(Ok((status, _))) => tally.fail(
+                                format!("status {}", status.as_u16()),
+                                format!("status {status}"),
+                            ),
+                            Ok(Err(error)) => tally.fail("error".to_owned(), format!("{error:?}")),
+                            Err(_) => {
+                                tally.fail("timeout".to_owned(), "no answer within 5 s".to_owned())
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            tally,
+            workers,
+        }
+    }
+
+    pub fn ok(&self) -> u64 {
+        self.tally.lock().unwrap().ok
+    }
+
+    pub fn version_count(&self, version: &str) -> u64 {
+        self.tally
+            .lock()
+            .unwrap()
+            .by_version
+            .get(version)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub async fn stop(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers {
+            worker.await.unwrap();
+        }
+        Arc::try_unwrap(self.tally)
+            .map(|m| m.into_inner().unwrap())
+            .unwrap_or_default()
+    }
+}
+
+/// Waits (bounded, real time) until `done` holds, letting the load run meanwhile.
+pub async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + BOUND;
+    while !done() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

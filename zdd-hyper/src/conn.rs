@@ -1,0 +1,233 @@
+//! One connection: serve it with hyper-util's auto builder and apply the lifecycle's phases
+//! and the connection deadlines to it.
+
+use std::{
+    future::Future,
+    pin::pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use http::{Request, Version};
+use hyper::{body::Incoming, service::Service};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto::Builder,
+    service::TowerToHyperService,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::Notify,
+    time::{Instant, sleep_until},
+};
+use zdd_core::{LifecycleHandle, Phase};
+
+use crate::io::TrackedIo;
+
+/// The connection deadlines. See [`Serve`](crate::Serve) for what each means.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines {
+    pub(crate) first_byte: Duration,
+    pub(crate) first_request: Duration,
+    pub(crate) idle: Duration,
+}
+
+/// What the connection task needs to know about traffic it does not see itself. Written by
+/// the stream wrapper and the per-connection service with plain loads and stores; the only
+/// read-modify-write is on the first request.
+#[derive(Debug, Default)]
+pub(crate) struct ConnState {
+    first_byte: AtomicBool,
+    request_seen: AtomicBool,
+    http2: AtomicBool,
+    /// Coarse clock ticks of the last request's arrival.
+    last_request: AtomicU64,
+    first_request: Notify,
+}
+
+impl ConnState {
+    pub(crate) fn saw_bytes(&self) {
+        if !self.first_byte.load(Ordering::Relaxed) {
+            self.first_byte.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn saw_request(&self, version: Version) {
+        let now = coarsetime::Instant::now_without_cache_update().as_ticks();
+        self.last_request.store(now, Ordering::Relaxed);
+        if !self.request_seen.load(Ordering::Relaxed)
+            && !self.request_seen.swap(true, Ordering::AcqRel)
+        {
+            self.http2
+                .store(version == Version::HTTP_2, Ordering::Relaxed);
+            self.first_request.notify_one();
+        }
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = coarsetime::Instant::from_u64(self.last_request.load(Ordering::Relaxed));
+        (coarsetime::Instant::now_without_cache_update() - last).into()
+    }
+}
+
+/// The hyper service of one connection: notes each request's arrival, then calls the
+/// (layered) tower service.
+#[derive(Debug, Clone)]
+struct ConnService<S> {
+    inner: S,
+    state: Arc<ConnState>,
+}
+
+impl<S> Service<Request<Incoming>> for ConnService<S>
+where
+    S: Service<Request<Incoming>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        self.state.saw_request(request.version());
+        self.inner.call(request)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Accepted; no byte yet.
+    FirstByte,
+    /// Bytes came; the first request is not complete yet.
+    FirstRequest,
+    /// Serving; closed gracefully after `idle` without a new request.
+    Idle,
+    /// Graceful shutdown sent; the connection ends by itself or by forcing.
+    Closing,
+}
+
+/// Serves one connection to its end.
+pub(crate) async fn serve_connection<I, S, B>(
+    io: I,
+    service: S,
+    builder: Arc<Builder<TokioExecutor>>,
+    handle: LifecycleHandle,
+    deadlines: Deadlines,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<Request<Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let accepted = Instant::now();
+    let state = Arc::new(ConnState::default());
+    let io = TrackedIo::new(
+        io,
+        Arc::clone(&state),
+        handle.reached(Phase::Forcing),
+        handle.track_connection(),
+    );
+    let service = ConnService {
+        inner: TowerToHyperService::new(service),
+        state: Arc::clone(&state),
+    };
+    let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
+    let mut phases = handle.watch();
+    let first_request_deadline = accepted + deadlines.first_request;
+    let mut deadline = pin!(sleep_until(
+        first_request_deadline.min(accepted + deadlines.first_byte)
+    ));
+    let mut stage = Stage::FirstByte;
+    let mut watching = true;
+
+    loop {
+        tokio::select! {
+            biased;
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(target: "zdd", error = %error, "connection ended with an error");
+                }
+                return;
+            }
+            changed = phases.changed(), if watching => {
+                // The sender outlives every handle, so an error cannot happen; stop watching
+                // rather than spin if it ever did.
+                watching = changed.is_ok();
+                if *phases.borrow_and_update() >= Phase::Forcing {
+                    tracing::debug!(target: "zdd", "connection closed by forced shutdown");
+                    return;
+                }
+            }
+            () = state.first_request.notified(), if matches!(stage, Stage::FirstByte | Stage::FirstRequest) => {
+                stage = Stage::Idle;
+                deadline.as_mut().reset(Instant::now() + deadlines.idle);
+            }
+            () = deadline.as_mut(), if stage != Stage::Closing => match stage {
+                Stage::FirstByte
+                    if state.first_byte.load(Ordering::Relaxed) && Instant::now() < first_request_deadline =>
+                {
+                    stage = Stage::FirstRequest;
+                    deadline.as_mut().reset(first_request_deadline);
+                }
+                Stage::FirstByte if state.first_byte.load(Ordering::Relaxed) => {
+                    tracing::debug!(target: "zdd", timeout_ms = deadlines.first_request.as_millis() as u64, "closing a connection whose first request did not arrive in time");
+                    return;
+                }
+                Stage::FirstByte => {
+                    tracing::debug!(target: "zdd", timeout_ms = deadlines.first_byte.as_millis() as u64, "closing a connection that sent nothing");
+                    return;
+                }
+                Stage::FirstRequest => {
+                    tracing::debug!(target: "zdd", timeout_ms = deadlines.first_request.as_millis() as u64, "closing a connection whose first request did not arrive in time");
+                    return;
+                }
+                Stage::Idle => {
+                    let idle = state.idle_for();
+                    if idle >= deadlines.idle {
+                        tracing::debug!(target: "zdd", idle_ms = idle.as_millis() as u64, "closing an idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        stage = Stage::Closing;
+                    } else {
+                        deadline.as_mut().reset(Instant::now() + (deadlines.idle - idle));
+                    }
+                }
+                Stage::Closing => {}
+            },
+        }
+
+        // Graceful shutdown needs a connection that has shown its protocol: before that,
+        // hyper-util would drop it unserved, resetting a request that may be on its way (a
+        // connection taken from the backlog during the drain). Those are bounded by the
+        // first-byte and first-request deadlines instead.
+        if stage == Stage::Idle {
+            let phase = handle.phase();
+            let http2 = state.http2.load(Ordering::Relaxed);
+            // HTTP/2 gets its GOAWAY as soon as shutdown starts, so clients open their next
+            // streams elsewhere; HTTP/1 is told with `Connection: close` on each response and
+            // idle HTTP/1 connections are closed when draining starts.
+            if phase >= Phase::Draining || (http2 && phase >= Phase::Unready) {
+                conn.as_mut().graceful_shutdown();
+                stage = Stage::Closing;
+            }
+        }
+    }
+}
+
+/// Polls `future` once: its output if it is ready now, else `None`.
+pub(crate) async fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match future.as_mut().poll(cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}

@@ -1,0 +1,314 @@
+//! The accept loop and the awaitable [`Serve`] builder.
+
+use std::{
+    future::{Future, IntoFuture},
+    io,
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_layer::Layer;
+use zdd_core::{Lifecycle, LifecycleHandle, ProbePaths, ShutdownReport, layer::ZddLayer};
+
+use crate::{
+    Listener,
+    conn::{Deadlines, now_or_never, serve_connection},
+    listener::is_connection_error,
+};
+
+const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(620);
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Serves `service` on `listener` until the lifecycle's shutdown sequence ends; `.await` it
+/// for the [`ShutdownReport`].
+///
+/// The service is wrapped in [`ZddLayer`] (answering the probes at their default paths), so
+/// requests are tracked and responses marked by phase; each connection is served with
+/// hyper-util's auto builder (HTTP/1.1 and h2c, detected per connection). See the
+/// [crate docs](crate) for what each phase does to the listener and the connections.
+///
+/// # Examples
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::Full;
+/// use hyper::body::Incoming;
+/// use zdd_core::{Config, Lifecycle};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let lifecycle = Lifecycle::new(Config::default());
+/// let handle = lifecycle.handle();
+/// let hello = tower::service_fn(|_req: Request<Incoming>| async {
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
+/// });
+///
+/// # handle.shutdown();
+/// let report = zdd_hyper::serve(listener, hello, lifecycle).await;
+/// assert!(report.is_graceful());
+/// # Ok(())
+/// # }
+/// ```
+pub fn serve<L, S>(listener: L, service: S, lifecycle: Lifecycle) -> Serve<L, S> {
+    let layer = ZddLayer::new(lifecycle.handle()).probes(ProbePaths::default());
+    Serve {
+        listener,
+        service,
+        lifecycle,
+        layer,
+        builder: Builder::new(TokioExecutor::new()),
+        deadlines: Deadlines {
+            first_byte: DEFAULT_FIRST_BYTE_TIMEOUT,
+            first_request: DEFAULT_FIRST_REQUEST_TIMEOUT,
+            idle: DEFAULT_IDLE_TIMEOUT,
+        },
+        max_connections: None,
+    }
+}
+
+/// An awaitable server; built by [`serve`]. Every setter's docs end with its default.
+#[must_use = "a server does nothing until awaited"]
+pub struct Serve<L, S> {
+    listener: L,
+    service: S,
+    lifecycle: Lifecycle,
+    layer: ZddLayer,
+    builder: Builder<TokioExecutor>,
+    deadlines: Deadlines,
+    max_connections: Option<usize>,
+}
+
+impl<L, S> Serve<L, S> {
+    /// Adjusts the [`ZddLayer`] in front of the service (probe paths, exempt paths, late
+    /// requests). Default is `ZddLayer::new(handle).probes(ProbePaths::default())`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::{convert::Infallible, time::Duration};
+    /// # use zdd_core::{Config, Lifecycle, ProbePaths, layer::LateRequests};
+    /// # async fn run(listener: tokio::net::TcpListener, service: tower::util::BoxCloneService<http::Request<hyper::body::Incoming>, http::Response<http_body_util::Full<bytes::Bytes>>, Infallible>) {
+    /// let lifecycle = Lifecycle::new(Config::default());
+    /// let report = zdd_hyper::serve(listener, service, lifecycle)
+    ///     .layer(|layer| {
+    ///         layer
+    ///             .probes(ProbePaths::default().liveness("/livez").readiness("/readyz"))
+    ///             .exempt("/metrics")
+    ///             .late_requests(LateRequests::Reject { retry_after: Duration::from_secs(1) })
+    ///     })
+    ///     .await;
+    /// # }
+    /// ```
+    pub fn layer(mut self, configure: impl FnOnce(ZddLayer) -> ZddLayer) -> Self {
+        self.layer = configure(self.layer);
+        self
+    }
+
+    /// Gives access to hyper-util's connection builder, for HTTP/1 and HTTP/2 settings (buffer
+    /// sizes, HTTP/2 window and stream limits, …). Leave its timer unset: hyper's header read
+    /// timeout would also close idle keep-alive connections, which
+    /// [`Serve::idle_timeout`] keeps open on purpose. Default is
+    /// `Builder::new(TokioExecutor::new())`.
+    pub fn http(mut self, configure: impl FnOnce(&mut Builder<TokioExecutor>)) -> Self {
+        configure(&mut self.builder);
+        self
+    }
+
+    /// How long a new connection may stay silent before it is closed. Browsers and client
+    /// pools open connections ahead of need; without a bound they would hold the drain open.
+    /// Default is 5 s.
+    pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.deadlines.first_byte = timeout;
+        self
+    }
+
+    /// How long after accept the first request's headers must be complete, which cuts off
+    /// slow-loris clients. Counted from accept, so it includes the first-byte wait. Default
+    /// is 10 s.
+    pub fn first_request_timeout(mut self, timeout: Duration) -> Self {
+        self.deadlines.first_request = timeout;
+        self
+    }
+
+    /// How long a connection may go without a new request before it is closed gracefully.
+    /// Keep it longer than every load balancer's idle timeout in front of the service (AWS
+    /// ALB 60 s, nginx 75 s, GCP 600 s), so the balancer always closes first and never sends
+    /// a request on a connection the server is closing. Default is 620 s.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.deadlines.idle = timeout;
+        self
+    }
+
+    /// Stops accepting while this many connections are open. Default is no limit.
+    pub fn max_connections(mut self, limit: usize) -> Self {
+        self.max_connections = Some(limit);
+        self
+    }
+}
+
+impl<L, S> std::fmt::Debug for Serve<L, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            listener: _,
+            service: _,
+            lifecycle,
+            layer,
+            builder: _,
+            deadlines,
+            max_connections,
+        } = self;
+        f.debug_struct("Serve")
+            .field("lifecycle", lifecycle)
+            .field("layer", layer)
+            .field("deadlines", deadlines)
+            .field("max_connections", max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<L, S, B> IntoFuture for Serve<L, S>
+where
+    L: Listener,
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Output = ShutdownReport;
+    type IntoFuture = Pin<Box<dyn Future<Output = ShutdownReport> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let Self {
+            listener,
+            service,
+            lifecycle,
+            layer,
+            builder,
+            deadlines,
+            max_connections,
+        } = self;
+        let handle = lifecycle.handle();
+        let accept = AcceptLoop {
+            listener,
+            service: layer.layer(service),
+            builder: Arc::new(builder),
+            handle: handle.clone(),
+            deadlines,
+            limit: max_connections.map(|n| Arc::new(Semaphore::new(n))),
+        };
+        Box::pin(async move {
+            // Tracked, so the drain also waits for the listener to close.
+            let accepting = tokio::spawn(handle.track_future(accept.run()));
+            let report = lifecycle.run().await;
+            accepting.abort();
+            report
+        })
+    }
+}
+
+struct AcceptLoop<L, S> {
+    listener: L,
+    service: S,
+    builder: Arc<Builder<TokioExecutor>>,
+    handle: LifecycleHandle,
+    deadlines: Deadlines,
+    limit: Option<Arc<Semaphore>>,
+}
+
+impl<L, S, B> AcceptLoop<L, S>
+where
+    L: Listener,
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    async fn run(mut self) {
+        if let Ok(addr) = self.listener.local_addr() {
+            tracing::info!(target: "zdd", addr = ?addr, "listening");
+        }
+        let mut draining = self.handle.draining();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let permit = match &self.limit {
+                Some(limit) => tokio::select! {
+                    biased;
+                    () = &mut draining => break,
+                    permit = Arc::clone(limit).acquire_owned() => permit.ok(),
+                },
+                None => None,
+            };
+            tokio::select! {
+                biased;
+                () = &mut draining => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((io, _addr)) => {
+                        backoff = Duration::from_millis(10);
+                        self.spawn(io, permit);
+                    }
+                    Err(error) => accept_failed(&error, &mut backoff).await,
+                },
+            }
+        }
+
+        // Draining: serve what the kernel already accepted into the backlog (closing the
+        // listener first would reset those), then close the listener.
+        let mut backlog = 0_u64;
+        loop {
+            match now_or_never(self.listener.accept()).await {
+                Some(Ok((io, _addr))) => {
+                    backlog += 1;
+                    self.spawn(io, None);
+                }
+                Some(Err(error)) if is_connection_error(&error) => {}
+                Some(Err(error)) => {
+                    tracing::warn!(target: "zdd", error = %error, "accept failed while serving the backlog");
+                    break;
+                }
+                None => break,
+            }
+        }
+        drop(self.listener);
+        tracing::info!(target: "zdd", backlog_served = backlog, "listener closed");
+    }
+
+    fn spawn(&self, io: L::Io, permit: Option<OwnedSemaphorePermit>) {
+        let connection = serve_connection(
+            io,
+            self.service.clone(),
+            Arc::clone(&self.builder),
+            self.handle.clone(),
+            self.deadlines,
+        );
+        tokio::spawn(async move {
+            connection.await;
+            drop(permit);
+        });
+    }
+}
+
+/// Skips per-connection errors; pauses (bounded) on others, such as running out of file
+/// descriptors, instead of spinning.
+async fn accept_failed(error: &io::Error, backoff: &mut Duration) {
+    if is_connection_error(error) {
+        return;
+    }
+    tracing::error!(target: "zdd", error = %error, retry_in_ms = backoff.as_millis() as u64, "accept failed");
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(MAX_ACCEPT_BACKOFF);
+}

@@ -1,0 +1,314 @@
+//! The serve loop under shutdown, on real loopback sockets with raw HTTP/1.1 and a real
+//! HTTP/2 client. Real time is used (sockets do not run on paused time); every wait is
+//! either a handshake or a generous bound.
+
+mod support;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::{io::AsyncWriteExt, net::TcpListener};
+use zdd_core::{ForceReason, Phase};
+
+use support::*;
+
+#[tokio::test]
+async fn a_slow_request_in_flight_completes_and_serve_returns_right_after_it() {
+    let mut server = start(config(0, 20_000)).await;
+    let mut client = RawClient::connect(server.addr).await;
+    let request = tokio::spawn(async move { client.get("/slow").await });
+    server.wait_started("/slow").await;
+
+    server.handle.shutdown();
+    server.handle.draining().await;
+    server.release.notify_one();
+    let response = request.await.unwrap().unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, "slow done");
+    assert_eq!(response.header("connection"), Some("close"));
+
+    let answered = Instant::now();
+    let report = server.report().await;
+    assert!(
+        answered.elapsed() < Duration::from_secs(5),
+        "serve waited for the deadline"
+    );
+    assert!(report.is_graceful(), "{report}");
+    assert_eq!(report.requests_completed(), 1);
+    assert_eq!(report.forced(), None);
+}
+
+#[tokio::test]
+async fn during_unready_responses_say_close_and_new_connections_are_still_accepted() {
+    let server = start(config(3_000, 5_000)).await;
+    let mut kept_alive = RawClient::connect(server.addr).await;
+    let before = kept_alive.get("/").await.unwrap();
+    assert_eq!(
+        before.header("connection"),
+        None,
+        "keep-alive while serving"
+    );
+
+    server.handle.shutdown();
+    assert_eq!(server.handle.phase(), Phase::Unready);
+    let on_old = kept_alive.get("/").await.unwrap();
+    assert_eq!(on_old.status, 200);
+    assert_eq!(on_old.header("connection"), Some("close"));
+    kept_alive.closed().await.unwrap();
+
+    let mut fresh = RawClient::connect(server.addr).await;
+    let on_new = fresh.get("/").await.unwrap();
+    assert_eq!(on_new.status, 200, "accepted and served while unready");
+    assert_eq!(on_new.header("connection"), Some("close"));
+    let ready = RawClient::connect(server.addr)
+        .await
+        .get("/health/ready")
+        .await
+        .unwrap();
+    assert_eq!(ready.status, 503);
+    assert_eq!(
+        server.handle.phase(),
+        Phase::Unready,
+        "all of this happened before draining"
+    );
+    assert!(server.report().await.is_graceful());
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_close_when_draining_starts_not_before() {
+    let server = start(config(1_500, 5_000)).await;
+    let mut idle = RawClient::connect(server.addr).await;
+    idle.get("/").await.unwrap();
+
+    server.handle.shutdown();
+    idle.closed().await.unwrap();
+    assert!(
+        server.handle.phase() >= Phase::Draining,
+        "closed while still unready"
+    );
+    let report = server.report().await;
+    assert!(report.is_graceful());
+    assert!(report.connections_graceful() >= 1);
+    assert!(report.time_in(Phase::Unready).unwrap() >= Duration::from_millis(1_500));
+}
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_byte_does_not_hold_the_drain() {
+    let server = start_with(
+        config(0, 20_000),
+        Box::new(|serve| serve.first_byte_timeout(Duration::from_millis(300))),
+    )
+    .await;
+    let mut silent = RawClient::connect(server.addr).await;
+    let started = Instant::now();
+    server.handle.shutdown();
+    silent.closed().await.unwrap();
+    let closed_after = started.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(300) && closed_after < Duration::from_secs(3),
+        "{closed_after:?}"
+    );
+    let report = server.report().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "held past its grace"
+    );
+    assert!(report.is_graceful(), "{report}");
+}
+
+#[tokio::test]
+async fn a_slow_loris_header_is_cut_off() {
+    let server = start_with(
+        config(0, 5_000),
+        Box::new(|serve| serve.first_request_timeout(Duration::from_millis(500))),
+    )
+    .await;
+    let mut loris = RawClient::connect(server.addr).await;
+    let started = Instant::now();
+    loris.send("GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ").await;
+    loris.closed().await.unwrap();
+    let cut_after = started.elapsed();
+    assert!(
+        cut_after >= Duration::from_millis(500),
+        "cut before its deadline: {cut_after:?}"
+    );
+    assert!(
+        cut_after < Duration::from_secs(3),
+        "cut long after its deadline: {cut_after:?}"
+    );
+    assert_eq!(
+        server.handle.phase(),
+        Phase::Serving,
+        "cut off by its own deadline, not a shutdown"
+    );
+    server.handle.shutdown();
+    assert!(server.report().await.is_graceful());
+}
+
+#[tokio::test]
+async fn a_hung_handler_is_forced_closed_at_the_deadline_and_reported() {
+    let mut server = start(config(0, 500)).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client
+        .send("GET /hang HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await;
+    server.wait_started("/hang").await;
+    server.handle.shutdown();
+    client.closed().await.unwrap();
+    let report = server.report().await;
+    assert_eq!(report.forced(), Some(ForceReason::DrainTimeout));
+    assert_eq!(report.requests_aborted(), 1);
+    assert_eq!(report.connections_forced(), 1);
+    assert_eq!(report.left_open(), 0);
+    assert_eq!(report.exit_code(), 1);
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_ignoring_the_drain_is_forced_closed() {
+    let mut server = start(config(0, 500)).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client
+        .send("GET /upgrade HTTP/1.1\r\nHost: test\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await;
+    let switched = client.response().await.unwrap().unwrap();
+    assert_eq!(switched.status, 101);
+    server.wait_started("upgraded").await;
+    client.stream().write_all(b"ping").await.unwrap();
+    let mut echo = [0; 4];
+    tokio::io::AsyncReadExt::read_exact(client.stream(), &mut echo)
+        .await
+        .unwrap();
+    assert_eq!(&echo, b"ping", "the upgraded protocol works");
+
+    server.handle.shutdown();
+    server.wait_started("upgraded stream ended").await;
+    client.closed().await.unwrap();
+    let report = server.report().await;
+    assert_eq!(report.forced(), Some(ForceReason::DrainTimeout));
+    assert_eq!(report.connections_forced(), 1, "{report}");
+    assert_eq!(report.left_open(), 0);
+}
+
+#[tokio::test]
+async fn connections_waiting_in_the_backlog_are_served_not_reset() {
+    let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let held = Arc::new(Mutex::new(true));
+    let listener = GatedListener {
+        inner,
+        held: Arc::clone(&held),
+    };
+    let server = start_on(listener, config(0, 5_000), Box::new(|serve| serve));
+
+    // The loop is parked on a held accept; these connect and send into the kernel backlog.
+    let mut waiting = Vec::new();
+    for _ in 0..5 {
+        let mut client = RawClient::connect(server.addr).await;
+        client.send("GET / HTTP/1.1\r\nHost: test\r\n\r\n").await;
+        waiting.push(client);
+    }
+    *held.lock().unwrap() = false; // only the backlog pass will accept now
+    server.handle.shutdown();
+    for mut client in waiting {
+        let response = client
+            .response()
+            .await
+            .unwrap()
+            .expect("reset instead of served");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, "ok");
+    }
+    let report = server.report().await;
+    assert!(report.is_graceful(), "{report}");
+    assert_eq!(report.requests_completed(), 5);
+}
+
+#[tokio::test]
+async fn http2_gets_goaway_at_unready_and_its_open_stream_completes() {
+    use http_body_util::BodyExt;
+    let mut server = start(config(3_000, 5_000)).await;
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/slow", server.addr))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request);
+    let response = tokio::spawn(response);
+    server.wait_started("/slow").await;
+
+    server.handle.shutdown();
+    server.release.notify_one();
+    let response = response.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("connection").is_none());
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "slow done"
+    );
+
+    // The server ended the connection after its last stream: GOAWAY, not a reset.
+    let ended = tokio::time::timeout(BOUND, connection)
+        .await
+        .expect("HTTP/2 connection stayed open");
+    assert!(ended.unwrap().is_ok(), "the connection ended with an error");
+    assert_eq!(
+        server.handle.phase(),
+        Phase::Unready,
+        "closed during unready, before draining"
+    );
+    assert!(server.report().await.is_graceful());
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let server = start_with(
+        config(0, 5_000),
+        Box::new(|serve| serve.idle_timeout(Duration::from_millis(400))),
+    )
+    .await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.get("/").await.unwrap();
+    let served = Instant::now();
+    client.closed().await.unwrap();
+    let idle = served.elapsed();
+    assert!(
+        idle >= Duration::from_millis(400) && idle < Duration::from_secs(3),
+        "{idle:?}"
+    );
+    assert_eq!(server.handle.phase(), Phase::Serving);
+    server.handle.shutdown();
+    assert!(server.report().await.is_graceful());
+}
+
+#[tokio::test]
+async fn max_connections_holds_new_connections_until_one_closes() {
+    let server = start_with(config(0, 5_000), Box::new(|serve| serve.max_connections(1))).await;
+    let mut first = RawClient::connect(server.addr).await;
+    first.get("/").await.unwrap();
+    let mut second = RawClient::connect(server.addr).await;
+    second.send("GET / HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    // The second request was sent first; if it were being served, its answer would be on
+    // the wire before the first connection's next one.
+    first.get("/").await.unwrap();
+    let mut peek = [0; 1];
+    assert!(
+        second.stream().try_read(&mut peek).is_err(),
+        "served past the connection limit"
+    );
+    drop(first);
+    let response = second
+        .response()
+        .await
+        .unwrap()
+        .expect("served once a slot freed");
+    assert_eq!(response.status, 200);
+    server.handle.shutdown();
+    assert!(server.report().await.is_graceful());
+}
