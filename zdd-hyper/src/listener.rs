@@ -16,11 +16,12 @@ use tokio::io::{AsyncRead, AsyncWrite};
 ///
 /// # Examples
 ///
-/// A listener that counts what it accepts:
+/// A listener that counts what it accepts, served like any other:
 ///
 /// ```
-/// use std::io;
+/// use std::{convert::Infallible, io};
 /// use tokio::net::{TcpListener, TcpStream};
+/// use zdd_core::{Config, Lifecycle};
 /// use zdd_hyper::Listener;
 ///
 /// struct Counting {
@@ -42,6 +43,19 @@ use tokio::io::{AsyncRead, AsyncWrite};
 ///         self.inner.local_addr()
 ///     }
 /// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> io::Result<()> {
+/// let listener = Counting { inner: TcpListener::bind("127.0.0.1:0").await?, accepted: 0 };
+/// let lifecycle = Lifecycle::new(Config::default());
+/// # lifecycle.handle().shutdown();
+/// let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+///     Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+/// });
+/// let report = zdd_hyper::serve(listener, app, lifecycle).await;
+/// assert!(report.is_graceful());
+/// # Ok(())
+/// # }
 /// ```
 pub trait Listener: Send + 'static {
     /// The connection's stream.

@@ -95,12 +95,19 @@ impl<L, S> Serve<L, S> {
     ///
     /// # Examples
     ///
-    /// ```no_run
-    /// # use std::{convert::Infallible, time::Duration};
-    /// # use zdd_core::{Config, Lifecycle, ProbePaths, layer::LateRequests};
-    /// # async fn run(listener: tokio::net::TcpListener, service: tower::util::BoxCloneService<http::Request<hyper::body::Incoming>, http::Response<http_body_util::Full<bytes::Bytes>>, Infallible>) {
+    /// ```
+    /// use std::{convert::Infallible, time::Duration};
+    /// use zdd_core::{Config, Lifecycle, ProbePaths, layer::LateRequests};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+    /// });
     /// let lifecycle = Lifecycle::new(Config::default());
-    /// let report = zdd_hyper::serve(listener, service, lifecycle)
+    /// # lifecycle.handle().shutdown();
+    /// let report = zdd_hyper::serve(listener, app, lifecycle)
     ///     .layer(|layer| {
     ///         layer
     ///             .probes(ProbePaths::default().liveness("/livez").readiness("/readyz"))
@@ -108,6 +115,8 @@ impl<L, S> Serve<L, S> {
     ///             .late_requests(LateRequests::Reject { retry_after: Duration::from_secs(1) })
     ///     })
     ///     .await;
+    /// assert!(report.is_graceful());
+    /// # Ok(())
     /// # }
     /// ```
     pub fn layer(mut self, configure: impl FnOnce(ZddLayer) -> ZddLayer) -> Self {

@@ -226,7 +226,8 @@ impl LifecycleHandle {
     ///
     /// Register startup tasks before [`Lifecycle::run`](crate::Lifecycle::run) starts (or,
     /// when run is already going, while still in `Starting`). A task registered once the
-    /// service is serving cannot take readiness back; it is logged and reported done.
+    /// service is serving cannot take readiness back: it is logged as a mistake, listed in
+    /// the startup probe's checks, and changes no probe's status.
     ///
     /// # Examples
     ///

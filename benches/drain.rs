@@ -1,0 +1,349 @@
+//! Drain at scale: idle keep-alive connections closed by zdd against the same server built
+//! on plain hyper-util `GracefulShutdown`, side by side, alternating, medians and ratios.
+//!
+//! ```sh
+//! cargo bench --bench drain                       # 10,000 connections, 5 rounds
+//! cargo bench --bench drain -- --connections 1000 --rounds 3
+//! ```
+//!
+//! Each round starts each server as a child process (this binary run with `--server`), opens
+//! the connections (one request each, then idle), reads the server's resident memory from
+//! `/proc`, starts one slow request, sends SIGTERM, and reads what the server measured:
+//! - `drain`: from the signal until every connection is closed;
+//! - `tail`: from the slow response's last byte until the serve call returned;
+//! - memory per connection: resident memory growth divided by the connections.
+
+use std::{
+    convert::Infallible,
+    io::{BufRead, BufReader},
+    pin::Pin,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SERVERS: [&str; 2] = ["zdd", "hyper-util"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if let Some(kind) = value("--server") {
+        server(&kind);
+        return;
+    }
+    let connections: usize = value("--connections")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let rounds: usize = value("--rounds").and_then(|v| v.parse().ok()).unwrap_or(5);
+    let mut results: Vec<(&str, Measured)> = Vec::new();
+    for round in 0..rounds {
+        let order: Vec<&str> = if round % 2 == 0 {
+            SERVERS.to_vec()
+        } else {
+            SERVERS.iter().rev().copied().collect()
+        };
+        for kind in order {
+            let idle = measure(kind, connections, false);
+            let with_slow = measure(kind, connections, true);
+            let measured = Measured {
+                tail: with_slow.tail,
+                ..idle
+            };
+            println!(
+                "round {round} {kind:<10} drain {:>8.2} ms  tail {:>6.2} ms  memory {:>6} B/connection",
+                measured.drain.as_secs_f64() * 1e3,
+                measured.tail.as_secs_f64() * 1e3,
+                measured.bytes_per_connection
+            );
+            results.push((kind, measured));
+        }
+    }
+    let median = |kind: &str, f: &dyn Fn(&Measured) -> f64| {
+        let mut values: Vec<f64> = results
+            .iter()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, m)| f(m))
+            .collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let drain = |m: &Measured| m.drain.as_secs_f64() * 1e3;
+    let tail = |m: &Measured| m.tail.as_secs_f64() * 1e3;
+    let memory = |m: &Measured| m.bytes_per_connection as f64;
+    println!("\n{connections} idle keep-alive connections, {rounds} rounds, medians:");
+    println!(
+        "{:<12} {:>10} {:>10} {:>16}",
+        "server", "drain ms", "tail ms", "bytes/connection"
+    );
+    for kind in SERVERS {
+        println!(
+            "{kind:<12} {:>10.2} {:>10.2} {:>16.0}",
+            median(kind, &drain),
+            median(kind, &tail),
+            median(kind, &memory)
+        );
+    }
+    println!(
+        "zdd / hyper-util: drain {:.2}x, tail {:.2}x, memory {:.2}x",
+        median("zdd", &drain) / median("hyper-util", &drain),
+        median("zdd", &tail) / median("hyper-util", &tail),
+        median("zdd", &memory) / median("hyper-util", &memory),
+    );
+}
+
+struct Measured {
+    drain: Duration,
+    tail: Duration,
+    bytes_per_connection: i64,
+}
+
+fn resident_kib(pid: u32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One server run: `connections` idle ones, plus one slow request at the signal when `slow`.
+fn measure(kind: &str, connections: usize, slow: bool) -> Measured {
+    let mut child: Child = Command::new(std::env::current_exe().unwrap())
+        .args(["--server", kind])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok);
+    let port: u16 = lines
+        .next()
+        .and_then(|l| l.strip_prefix("port ").and_then(|p| p.parse().ok()))
+        .expect("server port");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = resident_kib(pid);
+    let streams = runtime.block_on(open_idle(port, connections));
+    let after = resident_kib(pid);
+
+    // One slow request in flight when the signal comes.
+    let slow = slow.then(|| {
+        let request = runtime.spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap();
+            stream
+                .write_all(b"GET /slow HTTP/1.1\r\nHost: bench\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = vec![0; 1024];
+            let _ = stream.read(&mut buf).await;
+        });
+        assert_eq!(
+            lines.next().as_deref(),
+            Some("slow started"),
+            "server did not start the slow request"
+        );
+        request
+    });
+    let kill = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let result = lines
+        .find(|l| l.starts_with("result "))
+        .expect("server result");
+    if let Some(slow) = slow {
+        runtime.block_on(slow).unwrap();
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{kind} server exited with {status}");
+    drop(streams);
+
+    let field = |name: &str| -> f64 {
+        result
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Measured {
+        drain: Duration::from_secs_f64(field("drain_s=")),
+        tail: Duration::from_secs_f64(field("tail_s=")),
+        bytes_per_connection: (after - before) * 1024 / connections as i64,
+    }
+}
+
+/// Opens `n` keep-alive connections, each served one request, then left idle.
+async fn open_idle(port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
+    let limit = Arc::new(tokio::sync::Semaphore::new(256));
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let limit = Arc::clone(&limit);
+            tokio::spawn(async move {
+                let _permit = limit.acquire().await.unwrap();
+                let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .unwrap();
+                stream
+                    .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut buf = [0; 512];
+                let mut read = 0;
+                // The response is small; read until its body ("hello") arrived.
+                while !buf[..read].ends_with(b"hello") {
+                    let n = stream.read(&mut buf[read..]).await.unwrap();
+                    assert!(n > 0, "closed before the response");
+                    read += n;
+                }
+                stream
+            })
+        })
+        .collect();
+    let mut streams = Vec::with_capacity(n);
+    for task in tasks {
+        streams.push(task.await.unwrap());
+    }
+    streams
+}
+
+/// A body that notes when its last frame left, to measure the tail of the drain.
+struct Noted {
+    inner: Full<Bytes>,
+    done: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Body for Noted {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let frame = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(frame, Poll::Ready(Some(_))) && self.inner.is_end_stream() {
+            *self.done.lock().unwrap() = Some(Instant::now());
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+fn handler(
+    done: Arc<Mutex<Option<Instant>>>,
+) -> impl tower::Service<Request<Incoming>, Response = Response<Noted>, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(move |request: Request<Incoming>| {
+        let done = Arc::clone(&done);
+        async move {
+            if request.uri().path() == "/slow" {
+                println!("slow started");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Ok::<_, Infallible>(Response::new(Noted {
+                inner: Full::new(Bytes::from_static(b"hello")),
+                done,
+            }))
+        }
+    })
+}
+
+fn server(kind: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        println!("port {}", listener.local_addr().unwrap().port());
+        let done = Arc::new(Mutex::new(None));
+        let (drain, returned) = match kind {
+            "zdd" => {
+                let config = zdd::Config::builder()
+                    .propagation_delay(Duration::ZERO)
+                    .drain_timeout(Duration::from_secs(20))
+                    .build()
+                    .unwrap();
+                let mut lifecycle = zdd::Lifecycle::new(config);
+                lifecycle.listen_for_signals().unwrap();
+                let report = zdd::serve(listener, handler(Arc::clone(&done)), lifecycle).await;
+                let returned = Instant::now();
+                assert!(report.is_graceful(), "{report}");
+                let drain = report.time_in(zdd::Phase::Unready).unwrap_or_default()
+                    + report.time_in(zdd::Phase::Draining).unwrap_or_default();
+                (drain, returned)
+            }
+            _ => baseline(listener, handler(Arc::clone(&done))).await,
+        };
+        let tail = done.lock().unwrap().map_or(f64::NAN, |done| {
+            returned.saturating_duration_since(done).as_secs_f64()
+        });
+        println!("result drain_s={} tail_s={tail}", drain.as_secs_f64());
+    });
+}
+
+/// The status quo: hyper-util's auto builder with `GracefulShutdown`, shut down on SIGTERM.
+async fn baseline<S>(listener: tokio::net::TcpListener, service: S) -> (Duration, Instant)
+where
+    S: tower::Service<Request<Incoming>, Response = Response<Noted>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo},
+        server::{conn::auto::Builder, graceful::GracefulShutdown},
+        service::TowerToHyperService,
+    };
+    let builder = Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                let connection = graceful.watch(connection.into_owned());
+                tokio::spawn(async move { let _ = connection.await; });
+            }
+            _ = term.recv() => break,
+        }
+    }
+    let started = Instant::now();
+    drop(listener);
+    graceful.shutdown().await;
+    (started.elapsed(), Instant::now())
+}
