@@ -108,7 +108,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
 
 /// Turns serving once startup is done, and returns once shutdown has been triggered.
 async fn wait_for_trigger(shared: &Shared, triggers: &mut [TriggerFuture]) {
-    let mut shutdown = PhaseReached::new(shared.subscribe(), Phase::Unready);
+    let mut shutdown = PhaseReached::new(shared.milestone(Phase::Unready), Phase::Unready);
     let mut startup = pin!(shared.health.startup.all_done());
     let mut started = false;
     loop {

@@ -20,7 +20,7 @@ use hyper_util::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    sync::Notify,
+    sync::{Notify, watch},
     time::{Instant, sleep_until},
 };
 use zdd_core::{LifecycleHandle, Phase};
@@ -139,35 +139,43 @@ pub(crate) async fn serve_connection<I, S, B>(
         state: Arc::clone(&state),
     };
     let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
-    let mut phases = handle.watch();
     let first_request_deadline = accepted + deadlines.first_request;
     let mut deadline = pin!(sleep_until(
         first_request_deadline.min(accepted + deadlines.first_byte)
     ));
     let mut stage = Stage::FirstByte;
-    let mut watching = true;
+    // The one phase this connection acts on, known once its first request shows the
+    // protocol: HTTP/2 gets its GOAWAY when shutdown starts (so clients open their next
+    // streams elsewhere); HTTP/1 is told with `Connection: close` on each response, and an
+    // idle HTTP/1 connection is closed when draining starts. Waiting on that phase's own
+    // milestone means a connection is woken once, not at every transition. Forcing needs no
+    // branch here: the stream wrapper fails every pending read and write at forcing, which
+    // ends the connection.
+    let mut shutdown: Option<watch::Receiver<bool>> = None;
 
     loop {
         tokio::select! {
             biased;
             result = conn.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(target: "zdd", error = %error, "connection ended with an error");
+                    tracing::debug!(target: "zdd", error = %error, "connection ended");
                 }
                 return;
-            }
-            changed = phases.changed(), if watching => {
-                // The sender outlives every handle, so an error cannot happen; stop watching
-                // rather than spin if it ever did.
-                watching = changed.is_ok();
-                if *phases.borrow_and_update() >= Phase::Forcing {
-                    tracing::debug!(target: "zdd", "connection closed by forced shutdown");
-                    return;
-                }
             }
             () = state.first_request.notified(), if matches!(stage, Stage::FirstByte | Stage::FirstRequest) => {
                 stage = Stage::Idle;
                 deadline.as_mut().reset(Instant::now() + deadlines.idle);
+                let phase = if state.http2.load(Ordering::Relaxed) { Phase::Unready } else { Phase::Draining };
+                let milestone = handle.milestone(phase);
+                if *milestone.borrow() {
+                    conn.as_mut().graceful_shutdown();
+                    stage = Stage::Closing;
+                }
+                shutdown = Some(milestone);
+            }
+            () = reached(&mut shutdown), if stage == Stage::Idle => {
+                conn.as_mut().graceful_shutdown();
+                stage = Stage::Closing;
             }
             () = deadline.as_mut(), if stage != Stage::Closing => match stage {
                 Stage::FirstByte
@@ -176,15 +184,11 @@ pub(crate) async fn serve_connection<I, S, B>(
                     stage = Stage::FirstRequest;
                     deadline.as_mut().reset(first_request_deadline);
                 }
-                Stage::FirstByte if state.first_byte.load(Ordering::Relaxed) => {
-                    tracing::debug!(target: "zdd", timeout_ms = deadlines.first_request.as_millis() as u64, "closing a connection whose first request did not arrive in time");
-                    return;
-                }
-                Stage::FirstByte => {
+                Stage::FirstByte if !state.first_byte.load(Ordering::Relaxed) => {
                     tracing::debug!(target: "zdd", timeout_ms = deadlines.first_byte.as_millis() as u64, "closing a connection that sent nothing");
                     return;
                 }
-                Stage::FirstRequest => {
+                Stage::FirstByte | Stage::FirstRequest => {
                     tracing::debug!(target: "zdd", timeout_ms = deadlines.first_request.as_millis() as u64, "closing a connection whose first request did not arrive in time");
                     return;
                 }
@@ -201,22 +205,17 @@ pub(crate) async fn serve_connection<I, S, B>(
                 Stage::Closing => {}
             },
         }
+    }
+}
 
-        // Graceful shutdown needs a connection that has shown its protocol: before that,
-        // hyper-util would drop it unserved, resetting a request that may be on its way (a
-        // connection taken from the backlog during the drain). Those are bounded by the
-        // first-byte and first-request deadlines instead.
-        if stage == Stage::Idle {
-            let phase = handle.phase();
-            let http2 = state.http2.load(Ordering::Relaxed);
-            // HTTP/2 gets its GOAWAY as soon as shutdown starts, so clients open their next
-            // streams elsewhere; HTTP/1 is told with `Connection: close` on each response and
-            // idle HTTP/1 connections are closed when draining starts.
-            if phase >= Phase::Draining || (http2 && phase >= Phase::Unready) {
-                conn.as_mut().graceful_shutdown();
-                stage = Stage::Closing;
-            }
+/// Completes when the milestone turns true; never while there is none. The sender lives as
+/// long as the lifecycle handle the connection task holds, so `changed` cannot fail.
+async fn reached(milestone: &mut Option<watch::Receiver<bool>>) {
+    match milestone {
+        Some(milestone) => {
+            let _ = milestone.wait_for(|reached| *reached).await;
         }
+        None => std::future::pending().await,
     }
 }
 

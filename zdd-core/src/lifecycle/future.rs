@@ -13,9 +13,10 @@ use crate::Phase;
 ///
 /// Returned by [`LifecycleHandle::reached`](crate::LifecycleHandle::reached),
 /// [`draining`](crate::LifecycleHandle::draining) and
-/// [`shutdown_requested`](crate::LifecycleHandle::shutdown_requested). Each one owns its
-/// own receiver of the phase channel, so thousands of them can wait at once without sharing
-/// a waiter. It also completes if the lifecycle is dropped.
+/// [`shutdown_requested`](crate::LifecycleHandle::shutdown_requested). Each one owns a
+/// receiver of a channel that changes only when its phase is reached, so thousands of them
+/// can wait at once without sharing a waiter, and none is woken by the phases before. It
+/// also completes if the lifecycle is dropped.
 ///
 /// # Cancel safety
 ///
@@ -27,10 +28,10 @@ pub struct PhaseReached {
 }
 
 impl PhaseReached {
-    pub(crate) fn new(mut rx: watch::Receiver<Phase>, target: Phase) -> Self {
+    pub(crate) fn new(mut milestone: watch::Receiver<bool>, target: Phase) -> Self {
         let inner = Box::pin(async move {
             // An error means the lifecycle is gone, which is as far as phases go.
-            let _ = rx.wait_for(|phase| *phase >= target).await;
+            let _ = milestone.wait_for(|reached| *reached).await;
         });
         Self { target, inner }
     }

@@ -53,7 +53,37 @@ impl LifecycleHandle {
 
     /// Completes once `phase` (or a later one) is reached.
     pub fn reached(&self, phase: Phase) -> PhaseReached {
-        PhaseReached::new(self.shared.subscribe(), phase)
+        PhaseReached::new(self.shared.milestone(phase), phase)
+    }
+
+    /// A receiver whose value turns `true` once `phase` (or a later one) is reached. Its
+    /// value changes only then, so a task that selects on [`changed`] for a few phases is
+    /// woken only for those, not at every transition. [`reached`](Self::reached) is the
+    /// same as a future; this one needs no allocation.
+    ///
+    /// [`changed`]: watch::Receiver::changed
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use zdd_core::{Config, Lifecycle, Phase};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(Config::default());
+    /// let handle = lifecycle.handle();
+    /// let mut draining = handle.milestone(Phase::Draining);
+    /// assert!(!*draining.borrow());
+    /// handle.shutdown(); // unready: the draining milestone does not change
+    /// assert!(!draining.has_changed().unwrap());
+    /// tokio::spawn(lifecycle.run());
+    /// draining.changed().await.unwrap();
+    /// assert!(*draining.borrow());
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn milestone(&self, phase: Phase) -> watch::Receiver<bool> {
+        self.shared.milestone(phase)
     }
 
     /// Completes when shutdown is triggered ([`Phase::Unready`]).

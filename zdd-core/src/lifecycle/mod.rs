@@ -184,6 +184,11 @@ pub(crate) struct Shared {
     /// A copy of the phase for the request path, where a plain atomic load is all we can
     /// afford. Written (inside the watch's write lock) before watchers are woken.
     phase_now: AtomicU8,
+    /// One flag per phase, set once when it is reached. A task waiting for one phase
+    /// subscribes to its flag only, so it is woken once, for that phase, instead of at every
+    /// transition (ten thousand idle connections waiting for the drain are not woken when
+    /// the service turns unready).
+    milestones: [watch::Sender<bool>; 7],
     /// When each phase was entered; only touched on transitions.
     entered: Mutex<[Option<Instant>; 7]>,
     trigger: OnceLock<Trigger>,
@@ -208,6 +213,7 @@ impl Shared {
             config,
             phase_tx: watch::Sender::new(Phase::Starting),
             phase_now: AtomicU8::new(Phase::Starting as u8),
+            milestones: std::array::from_fn(|i| watch::Sender::new(i == 0)),
             entered: Mutex::new(entered),
             trigger: OnceLock::new(),
             force: CancellationToken::new(),
@@ -233,6 +239,11 @@ impl Shared {
         self.phase_tx.subscribe()
     }
 
+    /// A receiver whose value turns `true` once `phase` is reached, and changes only then.
+    pub(crate) fn milestone(&self, phase: Phase) -> watch::Receiver<bool> {
+        self.milestones[phase.index()].subscribe()
+    }
+
     /// Moves to `to` if it is later than the current phase. Returns whether it moved.
     pub(crate) fn advance(&self, to: Phase) -> bool {
         let mut from = to;
@@ -246,6 +257,9 @@ impl Shared {
             true
         });
         if moved {
+            for milestone in &self.milestones[from.index() + 1..=to.index()] {
+                milestone.send_replace(true);
+            }
             let now = Instant::now();
             let mut entered = self.entered.lock().unwrap_or_else(|e| e.into_inner());
             let previous = entered[from.index()].map(|at| now.saturating_duration_since(at));
