@@ -25,7 +25,7 @@ use tokio::{
 };
 use zdd_core::{LifecycleHandle, Phase};
 
-use crate::io::TrackedIo;
+use crate::{HttpService, io::TrackedIo};
 
 /// The connection deadlines. See [`Serve`](crate::Serve) for what each means.
 #[derive(Debug, Clone, Copy)]
@@ -108,7 +108,7 @@ enum Stage {
 }
 
 /// Serves one connection to its end.
-pub(crate) async fn serve_connection<I, S, B>(
+pub(crate) async fn serve_connection<I, S>(
     io: I,
     service: S,
     builder: Arc<Builder<TokioExecutor>>,
@@ -116,15 +116,7 @@ pub(crate) async fn serve_connection<I, S, B>(
     deadlines: Deadlines,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower_service::Service<Request<Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService,
 {
     let accepted = Instant::now();
     let state = Arc::new(ConnState::default());

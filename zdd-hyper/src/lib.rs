@@ -46,9 +46,11 @@ mod conn;
 mod io;
 mod listener;
 mod serve;
+mod service;
 
 #[doc(inline)]
 pub use self::{
     listener::Listener,
     serve::{Serve, serve},
+    service::HttpService,
 };

@@ -8,16 +8,13 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
-use http::{Request, Response};
-use hyper::body::Incoming;
 use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
 use zdd_core::{Lifecycle, LifecycleHandle, ProbePaths, ShutdownReport, layer::ZddLayer};
 
 use crate::{
-    Listener,
+    HttpService, Listener,
     conn::{Deadlines, now_or_never, serve_connection},
     listener::is_connection_error,
 };
@@ -186,16 +183,10 @@ impl<L, S> std::fmt::Debug for Serve<L, S> {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl<L, S, B> IntoFuture for Serve<L, S>
+impl<L, S> IntoFuture for Serve<L, S>
 where
     L: Listener,
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService,
 {
     type Output = ShutdownReport;
     type IntoFuture = Pin<Box<dyn Future<Output = ShutdownReport> + Send>>;
@@ -238,14 +229,10 @@ struct AcceptLoop<L, S> {
     limit: Option<Arc<Semaphore>>,
 }
 
-impl<L, S, B> AcceptLoop<L, S>
+impl<L, S> AcceptLoop<L, S>
 where
     L: Listener,
-    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService,
 {
     async fn run(mut self) {
         if let Ok(addr) = self.listener.local_addr() {
