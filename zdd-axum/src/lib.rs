@@ -3,7 +3,7 @@
 //!
 //! This crate holds no lifecycle logic: [`serve`] hands the router to
 //! [`zdd_hyper::serve`], and [`probe_routes`] mounts the core's
-//! [`ProbeService`](zdd_core::ProbeService) for routers served some other way.
+//! [`ProbeService`] for routers served some other way.
 //!
 //! # Examples
 //!
