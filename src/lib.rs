@@ -48,7 +48,8 @@
 //!
 //! - `hyper` (default): [`serve`], the accept loop of `zdd-hyper`.
 //! - `signal` (default): [`Lifecycle::listen_for_signals`].
-//! - `axum`: [`axum::serve`] for an axum `Router`.
+//! - `axum` (default): [`axum::serve`] for an axum `Router`, the [`axum::ZddHandle`]
+//!   extractor and the [`axum::DrainingWebSocket`] helper.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
@@ -66,5 +67,5 @@ pub use zdd_hyper::{Listener, Serve, serve};
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum {
     #[doc(inline)]
-    pub use zdd_axum::{probe_routes, serve};
+    pub use zdd_axum::{DrainingWebSocket, ZddHandle, ZddLayer, probe_routes, serve};
 }

@@ -1,4 +1,4 @@
-//! The promise, end to end: a rolling update of real `hyper_hello` processes behind HAProxy
+//! The promise, end to end: a rolling update of real `axum_hello` processes behind HAProxy
 //! (HTTP health checks on `/health/ready`, no retries) under keep-alive load fails no
 //! request, every old process exits by itself with code 0 inside its grace period, and the
 //! traffic ends on the new version.
@@ -34,7 +34,7 @@ fn the_propagation_delay_covers_what_the_balancer_needs_to_notice() {
 
 async fn rolling_update(mode: Mode) {
     let Some(haproxy_bin) = haproxy() else { return };
-    let binary = example("hyper_hello");
+    let binary = example("axum_hello");
     let old: Vec<Instance> = ["old-1", "old-2"]
         .iter()
         .map(|n| Instance::start(&binary, n, "v1", free_port(), ENV))

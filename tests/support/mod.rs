@@ -72,6 +72,7 @@ pub struct Instance {
     /// Taken by `wait`; killed on drop otherwise.
     child: Option<Child>,
     output: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Instance {
@@ -85,7 +86,6 @@ impl Instance {
         let mut child = Command::new(binary)
             .env("PORT", port.to_string())
             .env("APP_VERSION", version)
-            .env("RUST_LOG", "zdd=info")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -94,20 +94,21 @@ impl Instance {
             .expect("example starts");
         let output = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut readers = Vec::new();
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
             Box::new(child.stderr.take().unwrap()),
         ] {
             let output = Arc::clone(&output);
             let ready_tx = ready_tx.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if line.contains("listening on") {
                         let _ = ready_tx.send(());
                     }
                     output.lock().unwrap().push(line);
                 }
-            });
+            }));
         }
         ready_rx
             .recv_timeout(BOUND)
@@ -117,6 +118,7 @@ impl Instance {
             port,
             child: Some(child),
             output,
+            readers,
         }
     }
 
@@ -147,13 +149,35 @@ impl Instance {
                 panic!("{} did not exit within {BOUND:?}", self.name);
             }
         };
-        // Let the reader threads take the last lines.
+        // The pipes closed with the process: the readers end once they took the last lines.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
         let output = self.output.lock().unwrap().clone();
         Exited {
             name: self.name.clone(),
             code,
             after: started.elapsed(),
             output,
+        }
+    }
+
+    /// Waits (bounded) until the process has printed a line containing `needle`.
+    pub async fn printed(&self, needle: &str) {
+        let deadline = Instant::now() + BOUND;
+        while !self
+            .output
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(needle))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{} never printed {needle:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

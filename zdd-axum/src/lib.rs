@@ -1,24 +1,38 @@
-//! Serve an axum [`Router`] with zdd: the same accept loop, probes and shutdown sequence as
-//! `zdd-hyper`, with an `axum::serve`-style entry point.
+//! Serve an axum [`Router`](axum::Router) with zdd: the same accept loop, probes and
+//! shutdown sequence as `zdd-hyper`, with an `axum::serve`-style entry point, and helpers
+//! for handlers that live long.
 //!
 //! This crate holds no lifecycle logic: [`serve`] hands the router to
-//! [`zdd_hyper::serve`], and [`probe_routes`] mounts the core's
-//! [`ProbeService`] for routers served some other way.
+//! [`zdd_hyper::serve`]; [`ZddHandle`] takes the core's handle from the router state;
+//! long-lived responses end on the core's draining notice (a stream through
+//! [`LifecycleHandle::until_draining`](zdd_core::LifecycleHandle::until_draining), a
+//! WebSocket through [`DrainingWebSocket`]).
 //!
 //! # Examples
 //!
+//! Server-sent events that end cleanly when draining starts:
+//!
 //! ```
-//! use axum::{Router, routing::get};
-//! use zdd_core::{Config, Lifecycle};
+//! use std::{convert::Infallible, time::Duration};
+//! use axum::{Router, extract::State, response::sse::{Event, Sse}, routing::get};
+//! use zdd_core::{Config, Lifecycle, LifecycleHandle};
+//!
+//! async fn events(State(handle): State<LifecycleHandle>) -> Sse<impl futures_core::Stream<Item = Result<Event, Infallible>>> {
+//!     let ticks = futures_util::stream::unfold(0_u64, |n| async move {
+//!         tokio::time::sleep(Duration::from_secs(1)).await;
+//!         Some((Ok(Event::default().data(n.to_string())), n + 1))
+//!     });
+//!     Sse::new(handle.until_draining(ticks))
+//! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let lifecycle = Lifecycle::new(Config::default());
 //! # lifecycle.handle().shutdown();
-//! let app = Router::new().route("/", get(|| async { "hello" }));
+//! let app = Router::new().route("/events", get(events)).with_state(lifecycle.handle());
 //! let report = zdd_axum::serve(listener, app, lifecycle).await;
-//! assert_eq!(report.exit_code(), 0);
+//! assert!(report.is_graceful());
 //! # Ok(())
 //! # }
 //! ```
@@ -26,37 +40,19 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
-use axum::Router;
-use zdd_core::{Lifecycle, LifecycleHandle, Probe, ProbePaths, ProbeService};
-use zdd_hyper::Serve;
+mod extract;
+mod serve;
+#[cfg(feature = "ws")]
+mod ws;
 
-/// Serves `router` on `listener` until the lifecycle's shutdown sequence ends. `.await` the
-/// returned [`Serve`] for the [`ShutdownReport`](zdd_core::ShutdownReport); configure it
-/// like any [`Serve`].
-pub fn serve<L>(listener: L, router: Router, lifecycle: Lifecycle) -> Serve<L, Router> {
-    zdd_hyper::serve(listener, router, lifecycle)
-}
-
-/// A router answering the three probes at `paths`, to merge into an application router
-/// served without [`serve`] (which answers them already).
-///
-/// # Examples
-///
-/// ```
-/// use axum::{Router, routing::get};
-/// use zdd_core::{Config, Lifecycle, ProbePaths};
-///
-/// let lifecycle = Lifecycle::new(Config::default());
-/// let app: Router = Router::new()
-///     .route("/", get(|| async { "hello" }))
-///     .merge(zdd_axum::probe_routes(lifecycle.handle(), &ProbePaths::default()));
-/// # drop(app);
-/// ```
-pub fn probe_routes(handle: LifecycleHandle, paths: &ProbePaths) -> Router {
-    let probes = ProbeService::new(handle).paths(paths.clone());
-    [Probe::Liveness, Probe::Readiness, Probe::Startup]
-        .into_iter()
-        .fold(Router::new(), |router, probe| {
-            router.route_service(paths.path(probe), probes.clone())
-        })
-}
+#[cfg(feature = "ws")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ws")))]
+#[doc(inline)]
+pub use self::ws::DrainingWebSocket;
+#[doc(inline)]
+pub use self::{
+    extract::ZddHandle,
+    serve::{probe_routes, serve},
+};
+#[doc(inline)]
+pub use zdd_core::layer::ZddLayer;

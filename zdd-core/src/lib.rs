@@ -74,6 +74,7 @@ pub mod lifecycle;
 pub mod phase;
 mod report;
 mod sequence;
+pub mod stream;
 pub mod tracker;
 
 cfg_tower! {
@@ -93,6 +94,7 @@ pub use self::{
     lifecycle::{Lifecycle, LifecycleHandle, PhaseReached, WeakLifecycleHandle},
     phase::{Phase, Trigger},
     report::{ForceReason, ShutdownReport},
+    stream::UntilDraining,
     tracker::{ConnectionGuard, RequestGuard},
 };
 

@@ -131,6 +131,12 @@ impl LifecycleHandle {
         self.reached(Phase::Draining)
     }
 
+    /// Wraps a long-lived stream (server-sent events, a feed) so it ends cleanly, between
+    /// two items, when draining starts. See the [stream module](crate::stream).
+    pub fn until_draining<S>(&self, stream: S) -> crate::UntilDraining<S> {
+        crate::UntilDraining::new(stream, self.draining())
+    }
+
     /// Starts the shutdown sequence with the given trigger. Returns `true` if this call
     /// started it, `false` if it had already started (the first trigger is kept).
     // Most callers only want the effect; the answer is there for those who care.

@@ -1,0 +1,65 @@
+//! The main example: an axum service with zdd's probes and shutdown.
+//!
+//! ```sh
+//! cargo run --example axum_hello
+//! curl -i localhost:3000/                 # hello, with X-Version
+//! curl -i localhost:3000/health/ready     # 200 while serving
+//! curl -i localhost:3000/slow?ms=3000 &   # then press Ctrl-C: it still finishes
+//! ```
+//!
+//! Ctrl-C or `kill -TERM` starts the sequence; every phase is logged and the report printed.
+//! `PORT` (default 3000), `APP_VERSION` (sent as `X-Version`, default `dev`) and the `ZDD_*`
+//! timings come from the environment.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::{collections::HashMap, process::ExitCode, time::Duration};
+
+use axum::{Router, extract::Query, http::HeaderValue, response::IntoResponse, routing::get};
+use zdd::{Config, Lifecycle};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    common::init_logging();
+    common::exit_on_error(run().await)
+}
+
+async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let version = std::env::var("APP_VERSION").unwrap_or_else(|_| "dev".to_owned());
+    let version =
+        HeaderValue::from_str(&version).map_err(|_| "APP_VERSION: not a valid header value")?;
+    let mut lifecycle = Lifecycle::new(Config::from_env()?);
+    lifecycle.listen_for_signals()?;
+
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", common::port()?)).await?;
+    common::print_banner(
+        &format!("axum_hello {}", version.to_str().unwrap_or("?")),
+        listener.local_addr()?,
+    );
+    println!(
+        "  try:   curl -i http://localhost:{}/slow?ms=3000   then Ctrl-C while it runs",
+        listener.local_addr()?.port()
+    );
+
+    let app = Router::new()
+        .route("/", get(|| async { "hello\n" }))
+        .route("/slow", get(slow))
+        .layer(axum::middleware::map_response(
+            move |mut response: axum::response::Response| {
+                let version = version.clone();
+                async move {
+                    response.headers_mut().insert("x-version", version);
+                    response
+                }
+            },
+        ));
+    let report = zdd::axum::serve(listener, app, lifecycle).await;
+    Ok(common::finish(&report))
+}
+
+async fn slow(Query(query): Query<HashMap<String, u64>>) -> impl IntoResponse {
+    let ms = query.get("ms").copied().unwrap_or(1_000).min(60_000);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    format!("slow hello after {ms} ms\n")
+}

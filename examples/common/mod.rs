@@ -1,0 +1,52 @@
+//! Plumbing shared by the examples: logging, the port, printing what to try, the exit code.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, process::ExitCode};
+
+use zdd::ShutdownReport;
+
+/// Logs zdd's events (every phase, trigger and hook) to stderr, in colour only on a
+/// terminal; `RUST_LOG` overrides the filter.
+pub(crate) fn init_logging() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "zdd=info,info".to_owned()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// `PORT`, default 3000.
+pub(crate) fn port() -> Result<u16, String> {
+    match std::env::var("PORT") {
+        Ok(port) => port
+            .parse()
+            .map_err(|_| format!("PORT: not a port number: {port:?}")),
+        Err(_) => Ok(3000),
+    }
+}
+
+/// Prints where the server is and the probe URLs.
+pub(crate) fn print_banner(name: &str, addr: SocketAddr) {
+    println!("{name} listening on http://{addr}");
+    for probe in ["live", "ready", "startup"] {
+        println!(
+            "  probe: curl -i http://localhost:{}/health/{probe}",
+            addr.port()
+        );
+    }
+}
+
+/// Prints the report and turns it into the process exit code.
+pub(crate) fn finish(report: &ShutdownReport) -> ExitCode {
+    println!("{report}");
+    ExitCode::from(u8::try_from(report.exit_code()).unwrap_or(1))
+}
+
+/// Runs `main`, turning an error into exit code 2 with its message.
+pub(crate) fn exit_on_error(result: Result<ExitCode, Box<dyn std::error::Error>>) -> ExitCode {
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error}");
+        ExitCode::from(2)
+    })
+}
