@@ -48,6 +48,8 @@
 //!
 //! - `hyper` (default): [`serve`], the accept loop of `zdd-hyper`.
 //! - `signal` (default): [`Lifecycle::listen_for_signals`].
+//! - `metrics` (default): phases, work in flight, forced closes and check results through
+//!   the `metrics` facade (see [`metrics`]); install any recorder to export them.
 //! - `axum` (default): [`axum::serve`] for an axum `Router`, the [`axum::ZddHandle`]
 //!   extractor and the [`axum::DrainingWebSocket`] helper.
 

@@ -179,3 +179,46 @@ async fn the_background_worker_is_stopped_and_waited_for() {
         "the drain did not wait for the worker:\n{printed}"
     );
 }
+
+#[tokio::test]
+async fn prometheus_metrics_move_and_keep_answering_while_shutting_down() {
+    let port = free_port();
+    let server = Instance::start(
+        &example("prometheus"),
+        "prometheus",
+        "v1",
+        port,
+        &[("ZDD_PROPAGATION_DELAY", "3s"), ("ZDD_DRAIN_TIMEOUT", "5s")],
+    );
+    wait_ready(port).await;
+    let slow = tokio::spawn(fetch(port, "/slow"));
+    // The gauges are sampled once a second: wait (bounded) until the slow request shows.
+    let started = Instant::now();
+    let busy = loop {
+        let scraped = fetch(port, "/metrics").await;
+        if scraped.contains("zdd_in_flight_requests 1") || started.elapsed() > BOUND {
+            break scraped;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(busy.contains("zdd_in_flight_requests 1"), "{busy}");
+    assert!(busy.contains("zdd_phase 1"), "{busy}");
+    assert!(
+        busy.contains(r#"zdd_open_connections{protocol="http1"}"#),
+        "{busy}"
+    );
+
+    server.signal("TERM");
+    server.printed("phase=\"unready\"").await;
+    let unready = fetch(port, "/metrics").await;
+    assert!(
+        unready.starts_with("HTTP/1.1 200"),
+        "the exempt route stopped answering: {unready}"
+    );
+    assert!(unready.contains("zdd_phase 2"), "{unready}");
+    assert!(slow.await.unwrap().ends_with("slow hello\n"));
+    let exited = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap();
+    assert_eq!(exited.code, Some(0), "{:#?}", exited.output);
+}

@@ -56,6 +56,8 @@
 //!
 //! - `tower`: [`layer::ZddLayer`] and [`ProbeService`].
 //! - `signal`: [`Lifecycle::listen_for_signals`].
+//! - `metrics`: phases, work in flight, forced closes and check results through the
+//!   `metrics` facade; see [`metrics`].
 //!
 //! Every transition, trigger, forced request and hook outcome is a structured `tracing`
 //! event with the target `zdd`.
@@ -71,6 +73,7 @@ mod error;
 pub mod health;
 pub mod hooks;
 pub mod lifecycle;
+pub mod metrics;
 pub mod phase;
 mod report;
 mod sequence;
@@ -95,7 +98,7 @@ pub use self::{
     phase::{Phase, Trigger},
     report::{ForceReason, ShutdownReport},
     stream::UntilDraining,
-    tracker::{ConnectionGuard, RequestGuard},
+    tracker::{ConnectionGuard, Protocol, RequestGuard},
 };
 
 cfg_tower! {

@@ -31,7 +31,7 @@ use std::{
     fmt,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -50,6 +50,8 @@ pub(crate) struct Stats {
     pub(crate) requests_rejected: AtomicU64,
     pub(crate) connections_graceful: AtomicU64,
     pub(crate) connections_forced: AtomicU64,
+    /// Open connections whose protocol is known, by [`Protocol`] index.
+    open_by_protocol: [AtomicUsize; 2],
 }
 
 impl Stats {
@@ -64,6 +66,13 @@ impl Stats {
     #[cfg(feature = "tower")]
     pub(crate) fn record_rejected(&self) {
         Self::bump(&self.requests_rejected);
+        crate::metrics::late_request_rejected();
+    }
+
+    /// Open HTTP/1 and HTTP/2 connections.
+    pub(crate) fn open_by_protocol(&self) -> (usize, usize) {
+        let [http1, http2] = &self.open_by_protocol;
+        (http1.load(Ordering::Relaxed), http2.load(Ordering::Relaxed))
     }
 }
 
@@ -231,6 +240,7 @@ impl Drop for RequestGuard {
                 Stats::bump(&self.shared.stats.requests_completed);
             } else if phase >= Phase::Forcing {
                 Stats::bump(&self.shared.stats.requests_aborted);
+                crate::metrics::forced_close("request");
                 warn!(
                     method = self.method.as_ref().map_or("", Method::as_str),
                     path = self.path.as_str(),
@@ -261,18 +271,57 @@ impl fmt::Debug for RequestGuard {
     }
 }
 
+/// The HTTP version a connection turned out to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// HTTP/1.0 or HTTP/1.1.
+    Http1,
+    /// HTTP/2 (h2c or over TLS).
+    Http2,
+}
+
+impl Protocol {
+    const NONE: u8 = u8::MAX;
+
+    fn index(self) -> usize {
+        match self {
+            Self::Http1 => 0,
+            Self::Http2 => 1,
+        }
+    }
+}
+
 /// One open connection. Counts until dropped.
 ///
 /// A connection dropped before [`Phase::Forcing`] counts as closed gracefully in the report,
 /// one dropped during or after it as closed forcibly.
 pub struct ConnectionGuard {
     shared: Arc<Shared>,
+    /// Set once by [`ConnectionGuard::set_protocol`]; `Protocol::NONE` until then.
+    protocol: AtomicU8,
 }
 
 impl ConnectionGuard {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         shared.connections.acquire();
-        Self { shared }
+        Self {
+            shared,
+            protocol: AtomicU8::new(Protocol::NONE),
+        }
+    }
+
+    /// Records the protocol the connection speaks, for the open-connections gauge by
+    /// protocol. Only the first call counts.
+    pub fn set_protocol(&self, protocol: Protocol) {
+        let index = protocol.index() as u8;
+        if self
+            .protocol
+            .compare_exchange(Protocol::NONE, index, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.shared.stats.open_by_protocol[usize::from(index)].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The current phase, read with one atomic load.
@@ -285,9 +334,15 @@ impl ConnectionGuard {
 impl Drop for ConnectionGuard {
     /// Releases the connection; the drain ends when the last one is released.
     fn drop(&mut self) {
+        let protocol = *self.protocol.get_mut();
+        if protocol != Protocol::NONE {
+            self.shared.stats.open_by_protocol[usize::from(protocol)]
+                .fetch_sub(1, Ordering::Relaxed);
+        }
         let phase = self.shared.phase();
         if phase >= Phase::Forcing {
             Stats::bump(&self.shared.stats.connections_forced);
+            crate::metrics::forced_close("connection");
         } else if phase.is_shutting_down() {
             Stats::bump(&self.shared.stats.connections_graceful);
         }
@@ -378,6 +433,25 @@ mod tests {
         assert!(long.starts_with(snippet.as_str()));
         assert!(snippet.as_str().len() <= 63);
         assert_eq!(super::PathSnippet::new("/short").as_str(), "/short");
+    }
+
+    #[test]
+    fn a_connection_counts_once_under_its_protocol_until_dropped() {
+        use crate::Protocol;
+        let lifecycle = Lifecycle::new(Config::default());
+        let handle = lifecycle.handle();
+        let h1 = handle.track_connection();
+        let h2 = handle.track_connection();
+        let unknown = handle.track_connection();
+        h1.set_protocol(Protocol::Http1);
+        h2.set_protocol(Protocol::Http2);
+        h2.set_protocol(Protocol::Http1); // only the first call counts
+        assert_eq!(handle.open_connections_speaking(Protocol::Http1), 1);
+        assert_eq!(handle.open_connections_speaking(Protocol::Http2), 1);
+        assert_eq!(handle.open_connections(), 3);
+        drop((h1, h2, unknown));
+        assert_eq!(handle.open_connections_speaking(Protocol::Http1), 0);
+        assert_eq!(handle.open_connections_speaking(Protocol::Http2), 0);
     }
 
     #[test]

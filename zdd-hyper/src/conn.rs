@@ -23,7 +23,7 @@ use tokio::{
     sync::{Notify, watch},
     time::{Instant, sleep_until},
 };
-use zdd_core::{LifecycleHandle, Phase};
+use zdd_core::{ConnectionGuard, LifecycleHandle, Phase, Protocol};
 
 use crate::{HttpService, io::TrackedIo};
 
@@ -38,8 +38,12 @@ pub(crate) struct Deadlines {
 /// What the connection task needs to know about traffic it does not see itself. Written by
 /// the stream wrapper and the per-connection service with plain loads and stores; the only
 /// read-modify-write is on the first request.
-#[derive(Debug, Default)]
+///
+/// It also holds the connection's guard, so the connection counts as long as anything of it
+/// lives: the stream wrapper keeps it alive through an upgrade.
+#[derive(Debug)]
 pub(crate) struct ConnState {
+    pub(crate) guard: ConnectionGuard,
     first_byte: AtomicBool,
     request_seen: AtomicBool,
     http2: AtomicBool,
@@ -49,6 +53,17 @@ pub(crate) struct ConnState {
 }
 
 impl ConnState {
+    fn new(guard: ConnectionGuard) -> Self {
+        Self {
+            guard,
+            first_byte: AtomicBool::new(false),
+            request_seen: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
+            last_request: AtomicU64::new(0),
+            first_request: Notify::new(),
+        }
+    }
+
     pub(crate) fn saw_bytes(&self) {
         if !self.first_byte.load(Ordering::Relaxed) {
             self.first_byte.store(true, Ordering::Relaxed);
@@ -61,8 +76,13 @@ impl ConnState {
         if !self.request_seen.load(Ordering::Relaxed)
             && !self.request_seen.swap(true, Ordering::AcqRel)
         {
-            self.http2
-                .store(version == Version::HTTP_2, Ordering::Relaxed);
+            let http2 = version == Version::HTTP_2;
+            self.http2.store(http2, Ordering::Relaxed);
+            self.guard.set_protocol(if http2 {
+                Protocol::Http2
+            } else {
+                Protocol::Http1
+            });
             self.first_request.notify_one();
         }
     }
@@ -119,13 +139,8 @@ pub(crate) async fn serve_connection<I, S>(
     S: HttpService,
 {
     let accepted = Instant::now();
-    let state = Arc::new(ConnState::default());
-    let io = TrackedIo::new(
-        io,
-        Arc::clone(&state),
-        handle.reached(Phase::Forcing),
-        handle.track_connection(),
-    );
+    let state = Arc::new(ConnState::new(handle.track_connection()));
+    let io = TrackedIo::new(io, Arc::clone(&state), handle.reached(Phase::Forcing));
     let service = ConnService {
         inner: TowerToHyperService::new(service),
         state: Arc::clone(&state),

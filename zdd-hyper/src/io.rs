@@ -8,35 +8,29 @@ use std::{
 };
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use zdd_core::{ConnectionGuard, Phase, PhaseReached};
+use zdd_core::{Phase, PhaseReached};
 
 use crate::conn::ConnState;
 
 /// A connection's stream, counted until it is dropped.
 ///
-/// The guard lives here rather than in the connection task, so a connection handed to an
-/// upgraded protocol (a WebSocket) still counts, and still obeys forcing: once the lifecycle
-/// reaches [`Phase::Forcing`], every read and write fails and the stream is closed, and a
-/// task waiting on a read or write is woken to see it.
+/// The connection's guard lives in the state this wrapper shares, not in the connection
+/// task, so a connection handed to an upgraded protocol (a WebSocket) still counts, and
+/// still obeys forcing: once the lifecycle reaches [`Phase::Forcing`], every read and write
+/// fails and the stream is closed, and a task waiting on a read or write is woken to see it.
 pub(crate) struct TrackedIo<I> {
     inner: Option<I>,
+    /// Holds the connection's guard.
     state: Arc<ConnState>,
     forced: PhaseReached,
-    guard: ConnectionGuard,
 }
 
 impl<I> TrackedIo<I> {
-    pub(crate) fn new(
-        inner: I,
-        state: Arc<ConnState>,
-        forced: PhaseReached,
-        guard: ConnectionGuard,
-    ) -> Self {
+    pub(crate) fn new(inner: I, state: Arc<ConnState>, forced: PhaseReached) -> Self {
         Self {
             inner: Some(inner),
             state,
             forced,
-            guard,
         }
     }
 }
@@ -51,7 +45,7 @@ fn aborted() -> io::Error {
 impl<I: Unpin> TrackedIo<I> {
     /// The stream, or an error once forcing has closed it.
     fn stream(&mut self) -> io::Result<Pin<&mut I>> {
-        if self.guard.phase() >= Phase::Forcing {
+        if self.state.guard.phase() >= Phase::Forcing {
             self.inner = None;
         }
         self.inner.as_mut().map(Pin::new).ok_or_else(aborted)

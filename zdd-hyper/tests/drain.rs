@@ -10,7 +10,7 @@ use std::{
 };
 
 use tokio::{io::AsyncWriteExt, net::TcpListener};
-use zdd_core::{ForceReason, Phase};
+use zdd_core::{ForceReason, Phase, Protocol};
 
 use support::*;
 
@@ -20,6 +20,7 @@ async fn a_slow_request_in_flight_completes_and_serve_returns_right_after_it() {
     let mut client = RawClient::connect(server.addr).await;
     let request = tokio::spawn(async move { client.get("/slow").await });
     server.wait_started("/slow").await;
+    assert_eq!(server.handle.open_connections_speaking(Protocol::Http1), 1);
 
     server.handle.shutdown();
     server.handle.draining().await;
@@ -242,6 +243,8 @@ async fn http2_gets_goaway_at_unready_and_its_open_stream_completes() {
     let response = sender.send_request(request);
     let response = tokio::spawn(response);
     server.wait_started("/slow").await;
+    assert_eq!(server.handle.open_connections_speaking(Protocol::Http2), 1);
+    assert_eq!(server.handle.open_connections_speaking(Protocol::Http1), 0);
 
     server.handle.shutdown();
     server.release.notify_one();

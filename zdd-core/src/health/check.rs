@@ -167,13 +167,15 @@ impl fmt::Debug for Check {
 
 /// A check with its cache. The async mutex makes concurrent probes share one run.
 pub(crate) struct Registered {
+    probe: super::Probe,
     check: Check,
     cache: tokio::sync::Mutex<Option<(Instant, CheckReport)>>,
 }
 
 impl Registered {
-    pub(crate) fn new(check: Check) -> Self {
+    pub(crate) fn new(probe: super::Probe, check: Check) -> Self {
         Self {
+            probe,
             check,
             cache: tokio::sync::Mutex::new(None),
         }
@@ -218,6 +220,7 @@ impl Registered {
                 )),
             ),
         };
+        crate::metrics::check_result(self.probe, &self.check.name, report.status(), duration);
         if report.status() != Status::Pass {
             warn!(
                 check = &*self.check.name,

@@ -289,14 +289,14 @@ impl Health {
         self.readiness
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(check::Registered::new(check)));
+            .push(Arc::new(check::Registered::new(Probe::Readiness, check)));
     }
 
     pub(crate) fn add_liveness(&self, check: Check) {
         self.liveness
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::new(check::Registered::new(check)));
+            .push(Arc::new(check::Registered::new(Probe::Liveness, check)));
     }
 }
 

@@ -196,6 +196,17 @@ impl LifecycleHandle {
         self.shared.connections.len()
     }
 
+    /// Connections open now that speak `protocol` (as recorded by the server with
+    /// [`ConnectionGuard::set_protocol`]).
+    #[must_use]
+    pub fn open_connections_speaking(&self, protocol: crate::Protocol) -> usize {
+        let (http1, http2) = self.shared.stats.open_by_protocol();
+        match protocol {
+            crate::Protocol::Http1 => http1,
+            crate::Protocol::Http2 => http2,
+        }
+    }
+
     /// Tracked background tasks running now.
     #[must_use]
     pub fn running_tasks(&self) -> usize {

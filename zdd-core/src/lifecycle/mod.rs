@@ -265,6 +265,8 @@ impl Shared {
             let previous = entered[from.index()].map(|at| now.saturating_duration_since(at));
             entered[to.index()] = Some(now);
             drop(entered);
+            crate::metrics::transition(from, to, previous);
+            crate::metrics::sample(self);
             let in_previous_ms = previous.map_or(0, |d| d.as_millis());
             info!(
                 phase = to.as_str(),
@@ -338,7 +340,11 @@ impl Lifecycle {
             #[cfg(feature = "signal")]
             signals,
         } = self;
+        #[cfg(feature = "metrics")]
+        let sampler = tokio::spawn(crate::metrics::sampler(Arc::clone(&shared)));
         let report = crate::sequence::run(&shared, triggers).await;
+        #[cfg(feature = "metrics")]
+        sampler.abort();
         #[cfg(feature = "signal")]
         drop(signals);
         report
