@@ -18,31 +18,31 @@
 //! | CleaningUp | 503 | 200 | 200 | closed | cleanup hooks, newest first |
 //! | Stopped | — | — | — | — | the serve call returns a [`ShutdownReport`] |
 //!
-//! # Quick start (hyper)
+//! # Quick start
 //!
 //! ```no_run
-//! use std::convert::Infallible;
-//! use bytes::Bytes;
-//! use http::{Request, Response};
-//! use http_body_util::Full;
-//! use hyper::body::Incoming;
-//! use zdd::{Config, Lifecycle};
+//! use axum::{Router, routing::get};
+//! use zdd::{Check, Config, Lifecycle};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     // ZDD_PROPAGATION_DELAY, ZDD_DRAIN_TIMEOUT, … with validated defaults.
 //!     let mut lifecycle = Lifecycle::new(Config::from_env()?);
 //!     lifecycle.listen_for_signals()?;
+//!     let handle = lifecycle.handle();
+//!     handle.readiness_check(Check::new("database", || async { Ok::<_, std::io::Error>(()) }));
+//!     handle.on_cleanup("database", std::time::Duration::from_secs(1), async { /* pool.close().await */ });
+//!
 //!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
-//!     let app = tower::service_fn(|_req: Request<Incoming>| async {
-//!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
-//!     });
+//!     let app = Router::new().route("/", get(|| async { "hello" }));
 //!     // Probes at /health/{live,ready,startup}; requests tracked; phases obeyed.
-//!     let report = zdd::serve(listener, app, lifecycle).await;
+//!     let report = zdd::axum::serve(listener, app, lifecycle).await;
 //!     println!("{report}");
 //!     std::process::exit(report.exit_code());
 //! }
 //! ```
+//!
+//! On raw hyper, [`serve`] takes any tower service over `Request<hyper::body::Incoming>`.
 //!
 //! # Features
 //!
