@@ -13,18 +13,7 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::*;
-
-const PROPAGATION: Duration = Duration::from_secs(1);
-const GRACE: Duration = Duration::from_secs(10);
-const ENV: &[(&str, &str)] = &[
-    ("ZDD_PROPAGATION_DELAY", "1s"),
-    ("ZDD_DRAIN_TIMEOUT", "5s"),
-    ("ZDD_CLEANUP_TIMEOUT", "1s"),
-    ("ZDD_GRACE_PERIOD", "10s"),
-];
 
 #[test]
 fn the_propagation_delay_covers_what_the_balancer_needs_to_notice() {
@@ -50,14 +39,14 @@ async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
     let binary = example(server);
     let old: Vec<Instance> = ["old-1", "old-2"]
         .iter()
-        .map(|n| Instance::start(&binary, n, "v1", free_port(), ENV))
+        .map(|n| Instance::start(&binary, n, "v1", free_port(), ZDD_ENV))
         .collect();
     let new_ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     let servers = [
-        ("old-1", old[0].port),
-        ("old-2", old[1].port),
-        ("new-1", new_ports[0]),
-        ("new-2", new_ports[1]),
+        ("old-1", old[0].port, 100),
+        ("old-2", old[1].port, 100),
+        ("new-1", new_ports[0], 100),
+        ("new-2", new_ports[1], 100),
     ];
     let haproxy = Haproxy::start(&haproxy_bin, mode, &servers);
     haproxy.wait_until("old up, new down", |s| {
@@ -77,7 +66,7 @@ async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
         .zip([("new-1", new_ports[0]), ("new-2", new_ports[1])])
     {
         // The replacement starts on its own port with the new version and becomes ready.
-        replacements.push(Instance::start(&binary, new_name, "v2", new_port, ENV));
+        replacements.push(Instance::start(&binary, new_name, "v2", new_port, ZDD_ENV));
         haproxy.wait_for(new_name, "UP");
         let before = load.ok();
         until("the new instance takes traffic", || {
@@ -124,29 +113,7 @@ async fn zdd_against_the_baseline(mode: Mode) {
         "{mode:?} rolling update: zdd {} ok, failures {:?}; baseline {} ok, failures {:?}",
         tally.ok, tally.failures, baseline.tally.ok, baseline.tally.failures
     );
-    for exited in &exits {
-        assert_eq!(
-            exited.code,
-            Some(0),
-            "{} did not exit gracefully: {:#?}",
-            exited.name,
-            exited.output
-        );
-        assert!(
-            exited.after < GRACE,
-            "{} took {:?}, past its grace period",
-            exited.name,
-            exited.after
-        );
-        assert!(
-            exited
-                .output
-                .iter()
-                .any(|l| l.contains("shutdown graceful")),
-            "{:#?}",
-            exited.output
-        );
-    }
+    assert_graceful_exits(&exits);
     assert_eq!(
         tally.failed(),
         0,

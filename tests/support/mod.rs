@@ -27,6 +27,59 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 /// A generous bound for anything that should happen promptly on loopback.
 pub const BOUND: Duration = Duration::from_secs(20);
 
+/// The zdd timings the deploy tests give their servers; they fit `GRACE`.
+pub const PROPAGATION: Duration = Duration::from_secs(1);
+pub const GRACE: Duration = Duration::from_secs(10);
+pub const ZDD_ENV: &[(&str, &str)] = &[
+    ("ZDD_PROPAGATION_DELAY", "1s"),
+    ("ZDD_DRAIN_TIMEOUT", "5s"),
+    ("ZDD_CLEANUP_TIMEOUT", "1s"),
+    ("ZDD_GRACE_PERIOD", "10s"),
+];
+
+/// Every old zdd process left by itself, gracefully, inside its grace period.
+pub fn assert_graceful_exits(exits: &[Exited]) {
+    for exited in exits {
+        assert_eq!(
+            exited.code,
+            Some(0),
+            "{} did not exit gracefully: {:#?}",
+            exited.name,
+            exited.output
+        );
+        assert!(
+            exited.after < GRACE,
+            "{} took {:?}, past its grace period",
+            exited.name,
+            exited.after
+        );
+        assert!(
+            exited
+                .output
+                .iter()
+                .any(|l| l.contains("shutdown graceful")),
+            "{:#?}",
+            exited.output
+        );
+    }
+}
+
+/// Terminates `instances` together and waits for all of them to exit.
+pub async fn terminate(instances: Vec<Instance>) -> Vec<Exited> {
+    for instance in &instances {
+        instance.signal("TERM");
+    }
+    let mut exits = Vec::new();
+    for instance in instances {
+        exits.push(
+            tokio::task::spawn_blocking(move || instance.wait())
+                .await
+                .unwrap(),
+        );
+    }
+    exits
+}
+
 /// HAProxy's binary, or `None` (after saying how to install it) when it is missing and the
 /// end-to-end suite is not required. `.ci/run` sets `ZDD_E2E_REQUIRED=1`.
 pub fn haproxy() -> Option<PathBuf> {
@@ -222,7 +275,9 @@ pub const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 pub const CHECK_FALL: u32 = 2;
 
 impl Haproxy {
-    pub fn start(binary: &Path, mode: Mode, servers: &[(&str, u16)]) -> Self {
+    /// Starts HAProxy in front of `servers`: (name, port, weight). A server of weight 0 is
+    /// health-checked but gets no traffic until [`Haproxy::set_weight`] gives it some.
+    pub fn start(binary: &Path, mode: Mode, servers: &[(&str, u16, u32)]) -> Self {
         let dir = TempDir::new();
         let port = free_port();
         let socket = dir.0.join("admin.sock");
@@ -239,8 +294,10 @@ impl Haproxy {
             inter = CHECK_INTERVAL.as_millis(),
             fall = CHECK_FALL,
         );
-        for (name, port) in servers {
-            config.push_str(&format!("  server {name} 127.0.0.1:{port} check\n"));
+        for (name, port, weight) in servers {
+            config.push_str(&format!(
+                "  server {name} 127.0.0.1:{port} check weight {weight}\n"
+            ));
         }
         let config_path = dir.0.join("haproxy.cfg");
         std::fs::write(&config_path, config).unwrap();
@@ -261,17 +318,29 @@ impl Haproxy {
         haproxy
     }
 
-    /// Each server's state (`UP`, `DOWN`, `UP 1/2`, …), from `show stat`.
-    pub fn states(&self) -> BTreeMap<String, String> {
+    /// Sends one command to the admin socket and returns the answer (empty if unreachable).
+    pub fn command(&self, command: &str) -> String {
         use std::io::{Read, Write};
         let Ok(mut stream) = std::os::unix::net::UnixStream::connect(&self.socket) else {
-            return BTreeMap::new();
+            return String::new();
         };
-        if stream.write_all(b"show stat\n").is_err() {
-            return BTreeMap::new();
+        if stream.write_all(format!("{command}\n").as_bytes()).is_err() {
+            return String::new();
         }
-        let mut csv = String::new();
-        let _ = stream.read_to_string(&mut csv);
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    }
+
+    /// Changes a server's weight at run time (0 takes it out of the balancing).
+    pub fn set_weight(&self, server: &str, weight: u32) {
+        let answer = self.command(&format!("set weight be/{server} {weight}"));
+        assert!(answer.trim().is_empty(), "set weight {server}: {answer}");
+    }
+
+    /// Each server's state (`UP`, `DOWN`, `UP 1/2`, …), from `show stat`.
+    pub fn states(&self) -> BTreeMap<String, String> {
+        let csv = self.command("show stat");
         let mut lines = csv.lines();
         let Some(header) = lines.next() else {
             return BTreeMap::new();

@@ -1,0 +1,178 @@
+//! Blue-green cut-over and canary release of real `axum_hello` processes behind HAProxy,
+//! under keep-alive load with no retries: no request fails, every old process leaves by
+//! itself with code 0 inside its grace period, and the traffic ends on the new version.
+//!
+//! Needs HAProxy (`apt-get install haproxy`); skipped with a message when it is missing,
+//! mandatory under `.ci/run` (`ZDD_E2E_REQUIRED=1`).
+
+mod support;
+
+use support::*;
+
+/// A full green set is started and ready (at weight 0), traffic is switched to it at the
+/// balancer, then the blue set is terminated.
+async fn blue_green(mode: Mode) {
+    let Some(haproxy_bin) = haproxy() else { return };
+    let binary = example("axum_hello");
+    let blue: Vec<Instance> = (1..=2)
+        .map(|i| Instance::start(&binary, &format!("blue-{i}"), "v1", free_port(), ZDD_ENV))
+        .collect();
+    let green: Vec<Instance> = (1..=2)
+        .map(|i| Instance::start(&binary, &format!("green-{i}"), "v2", free_port(), ZDD_ENV))
+        .collect();
+    let servers: Vec<(&str, u16, u32)> = blue
+        .iter()
+        .map(|b| (b.name.as_str(), b.port, 100))
+        .chain(green.iter().map(|g| (g.name.as_str(), g.port, 0)))
+        .collect();
+    let haproxy = Haproxy::start(&haproxy_bin, mode, &servers);
+    haproxy.wait_until("every server up", |s| {
+        s.len() == 4 && s.values().all(|v| v == "UP")
+    });
+
+    let load = Load::start(haproxy.port, 8);
+    until("traffic flows to blue", || load.ok() > 300).await;
+    assert_eq!(
+        load.version_count("v2"),
+        0,
+        "green took traffic at weight 0"
+    );
+
+    // The cut-over, at the balancer.
+    for instance in &green {
+        haproxy.set_weight(&instance.name, 100);
+    }
+    for instance in &blue {
+        haproxy.set_weight(&instance.name, 0);
+    }
+    // In mode http the next requests go to green at once. In mode tcp, as with kube-proxy,
+    // kept-alive connections stay on blue until blue closes them: that is zdd's job below.
+    if mode == Mode::Http {
+        let before = load.version_count("v2");
+        until("green takes the traffic", || {
+            load.version_count("v2") > before + 300
+        })
+        .await;
+    }
+
+    // Blue is terminated while kept-alive clients may still be on it (always, in tcp mode).
+    let exits = terminate(blue).await;
+    let v1_after_exit = load.version_count("v1");
+    let before = load.version_count("v2");
+    until("traffic continues on green", || {
+        load.version_count("v2") > before + 500
+    })
+    .await;
+    let tally = load.stop().await;
+    drop(green);
+
+    println!(
+        "| blue-green, {mode:?} mode | axum_hello | {} | {} | {:?} |",
+        tally.ok + tally.failed(),
+        tally.failed(),
+        tally.failures
+    );
+    assert_graceful_exits(&exits);
+    assert_eq!(
+        tally.failed(),
+        0,
+        "failed requests: {:?}; first: {:#?}",
+        tally.failures,
+        tally.first_failures
+    );
+    assert_eq!(
+        tally.by_version.get("v1").copied(),
+        Some(v1_after_exit),
+        "v1 answered after blue exited"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_cut_over_behind_haproxy_http_mode_fails_nothing() {
+    blue_green(Mode::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_cut_over_behind_haproxy_tcp_mode_fails_nothing() {
+    blue_green(Mode::Tcp).await;
+}
+
+/// One new-version instance at a small weight takes its share of the requests, then is
+/// promoted: the new version is rolled out and the old instances are terminated one by one.
+///
+/// In `mode http` only: in `mode tcp` HAProxy balances connections, not requests, so a
+/// small weight over eight kept-alive connections says nothing about the request split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_then_promotion_behind_haproxy_fails_nothing() {
+    let Some(haproxy_bin) = haproxy() else { return };
+    let binary = example("axum_hello");
+    let old: Vec<Instance> = (1..=2)
+        .map(|i| Instance::start(&binary, &format!("old-{i}"), "v1", free_port(), ZDD_ENV))
+        .collect();
+    let canary = Instance::start(&binary, "canary", "v2", free_port(), ZDD_ENV);
+    let second_port = free_port();
+    let servers = [
+        (old[0].name.as_str(), old[0].port, 100),
+        (old[1].name.as_str(), old[1].port, 100),
+        ("canary", canary.port, 10),
+        ("new-2", second_port, 100),
+    ];
+    let haproxy = Haproxy::start(&haproxy_bin, Mode::Http, &servers);
+    haproxy.wait_until("old and canary up, new-2 down", |s| {
+        ["old-1", "old-2", "canary"]
+            .iter()
+            .all(|n| s.get(*n).is_some_and(|v| v == "UP"))
+            && s.get("new-2").is_some_and(|v| v.starts_with("DOWN"))
+    });
+
+    let load = Load::start(haproxy.port, 8);
+    until("enough requests to see the split", || load.ok() > 3_000).await;
+    let (v1, v2) = (
+        load.version_count("v1") as f64,
+        load.version_count("v2") as f64,
+    );
+    let share = v2 / (v1 + v2);
+    // Weights 100 + 100 + 10: the canary's share is 10/210, about 4.8 %.
+    assert!(
+        (0.02..0.10).contains(&share),
+        "canary share {share:.3} (v1 {v1}, v2 {v2})"
+    );
+
+    // Promotion: the canary gets a full weight, a second new instance joins, the old ones go.
+    haproxy.set_weight("canary", 100);
+    let second = Instance::start(&binary, "new-2", "v2", second_port, ZDD_ENV);
+    haproxy.wait_for("new-2", "UP");
+    let mut exits = Vec::new();
+    for instance in old {
+        exits.extend(terminate(vec![instance]).await);
+    }
+    let v1_after_exit = load.version_count("v1");
+    let before = load.ok();
+    until("traffic continues on the new version", || {
+        load.ok() > before + 500
+    })
+    .await;
+    let tally = load.stop().await;
+    drop((canary, second));
+
+    println!(
+        "| canary {:.1} % then promotion, Http mode | axum_hello | {} | {} | {:?} |",
+        share * 100.0,
+        tally.ok + tally.failed(),
+        tally.failed(),
+        tally.failures
+    );
+    assert_graceful_exits(&exits);
+    assert_eq!(
+        tally.failed(),
+        0,
+        "failed requests: {:?}; first: {:#?}",
+        tally.failures,
+        tally.first_failures
+    );
+    assert_eq!(
+        tally.by_version.get("v1").copied(),
+        Some(v1_after_exit),
+        "v1 answered after the old set exited"
+    );
+}
