@@ -1,0 +1,256 @@
+//! The Kubernetes recipes in `deploy/kubernetes/`: every manifest parses as its Kubernetes
+//! type with no unknown or misspelled field, the probes point at zdd's paths with settings
+//! that fit zdd, and zdd's configured timings fit each pod's grace period.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Container, Probe, Service},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+fn manifests() -> Vec<(PathBuf, Value)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes"),
+        &mut files,
+    );
+    files.sort();
+    files
+        .into_iter()
+        .flat_map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            yaml_serde::Deserializer::from_str(&text)
+                .map(|document| {
+                    let value = serde::Deserialize::deserialize(document)
+                        .unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()));
+                    (path.clone(), value)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every field of `original` survives a round trip through the typed object, with the
+/// same value: a field that does not survive is unknown to Kubernetes (often a typo).
+fn missing_fields(original: &Value, round_trip: &Value, at: &str, out: &mut Vec<String>) {
+    match (original, round_trip) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                match b.get(key) {
+                    Some(other) => missing_fields(value, other, &format!("{at}.{key}"), out),
+                    None => out.push(format!("{at}.{key}")),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                missing_fields(x, y, &format!("{at}[{i}]"), out);
+            }
+        }
+        (a, b) if a == b => {}
+        (a, b) => out.push(format!("{at} ({a} became {b})")),
+    }
+}
+
+fn strict<T: DeserializeOwned + Serialize>(document: &Value) -> Result<T, String> {
+    let typed: T = serde_json::from_value(document.clone()).map_err(|e| e.to_string())?;
+    let mut missing = Vec::new();
+    missing_fields(
+        document,
+        &serde_json::to_value(&typed).unwrap(),
+        "",
+        &mut missing,
+    );
+    if missing.is_empty() {
+        Ok(typed)
+    } else {
+        Err(format!("unknown or changed fields: {missing:?}"))
+    }
+}
+
+fn probe_path(probe: Option<&Probe>) -> Option<&str> {
+    probe?.http_get.as_ref()?.path.as_deref()
+}
+
+/// The problems of one Deployment's pod against zdd's rules.
+fn check_deployment(deployment: &Deployment) -> Vec<String> {
+    let mut problems = Vec::new();
+    let pod = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("a pod template");
+    let grace = pod.termination_grace_period_seconds.unwrap_or(30);
+    let container: &Container = &pod.containers[0];
+    // What the container sees in a cluster: its env, and KUBERNETES_SERVICE_HOST.
+    let mut env: BTreeMap<String, String> = container
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|var| Some((var.name.clone(), var.value.clone()?)))
+        .collect();
+    env.insert("KUBERNETES_SERVICE_HOST".to_owned(), "10.96.0.1".to_owned());
+    let config = match zdd::Config::builder()
+        .with_env_from(|key| env.get(key).cloned())
+        .and_then(|b| b.build())
+    {
+        Ok(config) => config,
+        Err(error) => return vec![format!("zdd configuration: {error}")],
+    };
+    if config.grace_period().as_secs() > u64::try_from(grace).unwrap_or(0) {
+        problems.push(format!(
+            "ZDD_GRACE_PERIOD {:?} exceeds terminationGracePeriodSeconds {grace}",
+            config.grace_period()
+        ));
+    }
+    for (probe, path) in [
+        (container.readiness_probe.as_ref(), "/health/ready"),
+        (container.liveness_probe.as_ref(), "/health/live"),
+        (container.startup_probe.as_ref(), "/health/startup"),
+    ] {
+        if probe_path(probe) != Some(path) {
+            problems.push(format!(
+                "probe for {path} points at {:?}",
+                probe_path(probe)
+            ));
+        }
+        // zdd's checks time out at 800 ms; the probe must wait longer than that.
+        if let Some(probe) = probe
+            && probe.timeout_seconds.unwrap_or(1) < 1
+        {
+            problems.push(format!(
+                "{path}: timeoutSeconds below zdd's 800 ms check timeout"
+            ));
+        }
+    }
+    // Kubelet must see readiness fail before the listener closes.
+    if let Some(ready) = container.readiness_probe.as_ref() {
+        let detection = u64::try_from(
+            ready.period_seconds.unwrap_or(10) * ready.failure_threshold.unwrap_or(3),
+        )
+        .unwrap_or(u64::MAX);
+        if detection > config.propagation_delay().as_secs() {
+            problems.push(format!(
+                "readiness needs up to {detection}s to fail, more than the propagation delay {:?}",
+                config.propagation_delay()
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_manifest_is_valid_and_fits_zdd() {
+    let manifests = manifests();
+    assert!(
+        manifests.len() >= 9,
+        "expected the rolling, blue-green and canary recipes, found {}",
+        manifests.len()
+    );
+    let mut problems = Vec::new();
+    let mut kinds = BTreeMap::<String, usize>::new();
+    let mut subsets = Vec::new();
+    for (path, document) in &manifests {
+        let name = path
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        let kind = document["kind"].as_str().unwrap_or_default().to_owned();
+        *kinds.entry(kind.clone()).or_default() += 1;
+        let found = match kind.as_str() {
+            "Deployment" => strict::<Deployment>(document).map(|d| check_deployment(&d)),
+            "Service" => strict::<Service>(document).map(|_| Vec::new()),
+            // Istio's types are not in k8s-openapi: check what the recipe relies on.
+            "DestinationRule" => {
+                subsets.extend(
+                    document["spec"]["subsets"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s["name"].as_str().map(str::to_owned)),
+                );
+                Ok(Vec::new())
+            }
+            "VirtualService" => {
+                let routes = document["spec"]["http"][0]["route"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let total: u64 = routes.iter().filter_map(|r| r["weight"].as_u64()).sum();
+                let mut found = Vec::new();
+                if total != 100 {
+                    found.push(format!("route weights add up to {total}, not 100"));
+                }
+                for route in &routes {
+                    let subset = route["destination"]["subset"].as_str().unwrap_or_default();
+                    if !subsets.iter().any(|s| s == subset) {
+                        found.push(format!(
+                            "subset {subset:?} is not defined by a DestinationRule before it"
+                        ));
+                    }
+                }
+                Ok(found)
+            }
+            other => Err(format!("unexpected kind {other:?}")),
+        };
+        match found {
+            Ok(found) => problems.extend(found.into_iter().map(|p| format!("{name}: {p}"))),
+            Err(error) => problems.push(format!("{name}: {error}")),
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert_eq!(kinds.get("Deployment"), Some(&5), "{kinds:?}");
+    assert_eq!(kinds.get("VirtualService"), Some(&1), "{kinds:?}");
+}
+
+#[test]
+fn the_checks_catch_a_typo_and_a_budget_that_does_not_fit() {
+    let (_, rolling) = manifests()
+        .into_iter()
+        .find(|(p, d)| p.ends_with("rolling/app.yaml") && d["kind"] == "Deployment")
+        .unwrap();
+
+    let mut typo = rolling.clone();
+    typo["spec"]["template"]["spec"]["terminationGracePeriodSecond"] = Value::from(30);
+    let error = strict::<Deployment>(&typo).unwrap_err();
+    assert!(error.contains("terminationGracePeriodSecond"), "{error}");
+
+    let mut too_long = rolling.clone();
+    too_long["spec"]["template"]["spec"]["containers"][0]["env"][3]["value"] = Value::from("40s");
+    assert_eq!(
+        too_long["spec"]["template"]["spec"]["containers"][0]["env"][3]["name"],
+        "ZDD_DRAIN_TIMEOUT"
+    );
+    let problems = check_deployment(&strict::<Deployment>(&too_long).unwrap());
+    assert_eq!(
+        problems,
+        [
+            "zdd configuration: propagation 5s + drain 40s + cleanup 3s + margin 2s = 50s exceeds grace period 30s"
+        ]
+    );
+
+    let mut short_grace = rolling;
+    short_grace["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = Value::from(20);
+    let problems = check_deployment(&strict::<Deployment>(&short_grace).unwrap());
+    assert_eq!(
+        problems,
+        ["ZDD_GRACE_PERIOD 30s exceeds terminationGracePeriodSeconds 20"]
+    );
+}
