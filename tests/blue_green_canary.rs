@@ -30,6 +30,7 @@ async fn blue_green(mode: Mode) {
         s.len() == 4 && s.values().all(|v| v == "UP")
     });
 
+    let checker = Checker::start(haproxy.port);
     let load = Load::start(haproxy.port, 8);
     until("traffic flows to blue", || load.ok() > 300).await;
     assert_eq!(
@@ -64,6 +65,7 @@ async fn blue_green(mode: Mode) {
     })
     .await;
     let tally = load.stop().await;
+    let checked = checker.stop();
     drop(green);
 
     println!(
@@ -73,6 +75,7 @@ async fn blue_green(mode: Mode) {
         tally.failures
     );
     assert_graceful_exits(&exits);
+    assert_checker_clean(&checked);
     assert_eq!(
         tally.failed(),
         0,
@@ -125,6 +128,7 @@ async fn canary_then_promotion_behind_haproxy_fails_nothing() {
             && s.get("new-2").is_some_and(|v| v.starts_with("DOWN"))
     });
 
+    let checker = Checker::start(haproxy.port);
     let load = Load::start(haproxy.port, 8);
     until("enough requests to see the split", || load.ok() > 3_000).await;
     let (v1, v2) = (
@@ -153,6 +157,7 @@ async fn canary_then_promotion_behind_haproxy_fails_nothing() {
     })
     .await;
     let tally = load.stop().await;
+    let checked = checker.stop();
     drop((canary, second));
 
     println!(
@@ -163,6 +168,7 @@ async fn canary_then_promotion_behind_haproxy_fails_nothing() {
         tally.failures
     );
     assert_graceful_exits(&exits);
+    assert_checker_clean(&checked);
     assert_eq!(
         tally.failed(),
         0,

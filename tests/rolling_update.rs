@@ -29,6 +29,7 @@ fn the_propagation_delay_covers_what_the_balancer_needs_to_notice() {
 /// What a rolling update did.
 struct Outcome {
     tally: Tally,
+    checker: serde_json::Value,
     exits: Vec<Exited>,
 }
 
@@ -56,6 +57,7 @@ async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
             && s.get("new-2").is_some_and(|v| v.starts_with("DOWN"))
     });
 
+    let checker = Checker::start(haproxy.port);
     let load = Load::start(haproxy.port, 8);
     until("traffic flows", || load.ok() > 200).await;
 
@@ -91,6 +93,7 @@ async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
     })
     .await;
     let tally = load.stop().await;
+    let checker = checker.stop();
     drop(replacements);
     println!(
         "| rolling, {mode:?} mode | {server} | {} | {} | {:?} |",
@@ -98,12 +101,25 @@ async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
         tally.failed(),
         tally.failures
     );
-    Some(Outcome { tally, exits })
+    println!(
+        "| rolling, {mode:?} mode (zdd-check) | {server} | {} | {} | {} |",
+        checker["total"], checker["failed"], checker["failures"]
+    );
+    Some(Outcome {
+        tally,
+        checker,
+        exits,
+    })
 }
 
 /// Runs zdd and the baseline through the same rolling update and holds zdd to zero.
 async fn zdd_against_the_baseline(mode: Mode) {
-    let Some(Outcome { tally, exits }) = rolling_update(mode, "axum_hello").await else {
+    let Some(Outcome {
+        tally,
+        checker,
+        exits,
+    }) = rolling_update(mode, "axum_hello").await
+    else {
         return;
     };
     let baseline = rolling_update(mode, "baseline_axum_graceful")
@@ -114,6 +130,7 @@ async fn zdd_against_the_baseline(mode: Mode) {
         tally.ok, tally.failures, baseline.tally.ok, baseline.tally.failures
     );
     assert_graceful_exits(&exits);
+    assert_checker_clean(&checker);
     assert_eq!(
         tally.failed(),
         0,

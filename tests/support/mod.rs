@@ -96,18 +96,85 @@ pub fn haproxy() -> Option<PathBuf> {
     None
 }
 
-/// Builds an example of the root package and returns its path.
-pub fn example(name: &str) -> PathBuf {
+/// Builds with cargo and returns the path of the built binary under `target/debug`.
+fn built(cargo_args: &[&str], path: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name])
+        .arg("build")
+        .arg("--quiet")
+        .args(cargo_args)
         .current_dir(root)
         .status()
         .expect("cargo runs");
-    assert!(status.success(), "building example {name} failed");
+    assert!(status.success(), "cargo build {cargo_args:?} failed");
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    target.join("debug").join("examples").join(name)
+    target.join("debug").join(path)
+}
+
+/// Builds an example of the root package and returns its path.
+pub fn example(name: &str) -> PathBuf {
+    built(&["--example", name], &format!("examples/{name}"))
+}
+
+/// The deploy-time load checker, run as its own process for a whole deploy: it sends
+/// keep-alive traffic until stopped, then reports what it saw as JSON.
+pub struct Checker {
+    child: Option<Child>,
+}
+
+impl Checker {
+    pub fn start(port: u16) -> Self {
+        let binary = built(&["-p", "zdd-check"], "zdd-check");
+        let child = Command::new(binary)
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .args(["--concurrency", "4", "--duration", "120s", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("zdd-check starts");
+        Self { child: Some(child) }
+    }
+
+    /// Stops it (SIGINT) and returns its summary.
+    pub fn stop(mut self) -> serde_json::Value {
+        let child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let output = rx.recv_timeout(BOUND).expect("zdd-check stopped").unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("zdd-check printed no summary ({e}): {stdout}"))
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The checker saw no failure, and both versions answered.
+pub fn assert_checker_clean(summary: &serde_json::Value) {
+    assert_eq!(
+        summary["failed"], 0,
+        "zdd-check counted failures: {summary}"
+    );
+    assert!(summary["ok"].as_u64().unwrap_or(0) > 0, "{summary}");
+    assert!(
+        summary["versions"]["v2"].as_u64().unwrap_or(0) > 0,
+        "{summary}"
+    );
 }
 
 pub fn free_port() -> u16 {

@@ -1,0 +1,79 @@
+//! What one request came to.
+
+use std::{error::Error as _, io};
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Outcome {
+    Ok,
+    ConnectRefused,
+    Reset,
+    EmptyReply,
+    Timeout,
+    ServerError,
+    OtherStatus,
+    OtherError,
+}
+
+impl Outcome {
+    pub(crate) const FAILURES: [Self; 7] = [
+        Self::ConnectRefused,
+        Self::Reset,
+        Self::EmptyReply,
+        Self::Timeout,
+        Self::ServerError,
+        Self::OtherStatus,
+        Self::OtherError,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::ConnectRefused => "connect_refused",
+            Self::Reset => "reset",
+            Self::EmptyReply => "empty_reply",
+            Self::Timeout => "timeout",
+            Self::ServerError => "status_5xx",
+            Self::OtherStatus => "status_other",
+            Self::OtherError => "other_error",
+        }
+    }
+
+    pub(crate) fn from_status(status: http::StatusCode) -> Self {
+        if status.is_success() {
+            Self::Ok
+        } else if status.is_server_error() {
+            Self::ServerError
+        } else {
+            Self::OtherStatus
+        }
+    }
+
+    /// Classifies a client error by walking its sources.
+    pub(crate) fn from_error(error: &hyper_util::client::legacy::Error) -> Self {
+        let mut source = error.source();
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<io::Error>() {
+                match io.kind() {
+                    io::ErrorKind::ConnectionRefused => return Self::ConnectRefused,
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
+                        return Self::Reset;
+                    }
+                    io::ErrorKind::UnexpectedEof => return Self::EmptyReply,
+                    _ => {}
+                }
+            }
+            if let Some(hyper) = cause.downcast_ref::<hyper::Error>()
+                && hyper.is_incomplete_message()
+            {
+                return Self::EmptyReply;
+            }
+            source = cause.source();
+        }
+        if error.is_connect() {
+            Self::ConnectRefused
+        } else {
+            Self::OtherError
+        }
+    }
+}

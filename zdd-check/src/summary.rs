@@ -1,0 +1,144 @@
+//! Adding up what the clients saw, and telling it.
+
+use std::{collections::BTreeMap, fmt::Write, time::Duration};
+
+use serde_json::json;
+
+use crate::{load::Seen, outcome::Outcome};
+
+#[derive(Debug)]
+pub(crate) struct Summary {
+    version_header: String,
+    outcomes: BTreeMap<Outcome, u64>,
+    latencies: Vec<Duration>,
+    versions: BTreeMap<String, u64>,
+    first_errors: Vec<String>,
+    pub(crate) elapsed: Duration,
+}
+
+impl Summary {
+    pub(crate) fn new(version_header: &str) -> Self {
+        Self {
+            version_header: version_header.to_owned(),
+            outcomes: BTreeMap::new(),
+            latencies: Vec::new(),
+            versions: BTreeMap::new(),
+            first_errors: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn add(&mut self, seen: Seen) {
+        for (outcome, n) in seen.outcomes {
+            *self.outcomes.entry(outcome).or_default() += n;
+        }
+        self.latencies.extend(seen.latencies);
+        for (version, n) in seen.versions {
+            *self.versions.entry(version).or_default() += n;
+        }
+        self.first_errors.extend(seen.first_errors);
+        self.first_errors.truncate(10);
+    }
+
+    fn total(&self) -> u64 {
+        self.outcomes.values().sum()
+    }
+
+    fn count(&self, outcome: Outcome) -> u64 {
+        self.outcomes.get(&outcome).copied().unwrap_or(0)
+    }
+
+    fn failed(&self) -> u64 {
+        self.total() - self.count(Outcome::Ok)
+    }
+
+    /// The latency below which `percent` of successful requests answered.
+    fn percentile(&self, percent: f64) -> Option<Duration> {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let last = sorted.len().checked_sub(1)?;
+        let rank = ((percent / 100.0) * last as f64).round() as usize;
+        sorted.get(rank.min(last)).copied()
+    }
+
+    /// Reasons to exit non-zero; empty when the run passed.
+    pub(crate) fn verdict(&self, max_failures: u64, max_p99: Option<Duration>) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.total() == 0 {
+            reasons.push("no request was sent".to_owned());
+        }
+        if self.failed() > max_failures {
+            reasons.push(format!(
+                "{} requests failed (allowed {max_failures})",
+                self.failed()
+            ));
+        }
+        if let (Some(limit), Some(p99)) = (max_p99, self.percentile(99.0))
+            && p99 > limit
+        {
+            reasons.push(format!("p99 {p99:?} above {limit:?}"));
+        }
+        reasons
+    }
+
+    pub(crate) fn to_json(&self, verdict: &[String]) -> String {
+        let failures: serde_json::Map<String, serde_json::Value> = Outcome::FAILURES
+            .iter()
+            .map(|o| (o.as_str().to_owned(), self.count(*o).into()))
+            .collect();
+        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+        json!({
+            "total": self.total(),
+            "ok": self.count(Outcome::Ok),
+            "failed": self.failed(),
+            "failures": failures,
+            "latency_ms": { "p50": ms(self.percentile(50.0)), "p95": ms(self.percentile(95.0)), "p99": ms(self.percentile(99.0)) },
+            "version_header": self.version_header,
+            "versions": self.versions,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "passed": verdict.is_empty(),
+            "reasons": verdict,
+            "first_errors": self.first_errors,
+        })
+        .to_string()
+    }
+
+    pub(crate) fn to_text(&self, verdict: &[String]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "requests: {} in {:.1}s, {} ok, {} failed",
+            self.total(),
+            self.elapsed.as_secs_f64(),
+            self.count(Outcome::Ok),
+            self.failed()
+        );
+        for outcome in Outcome::FAILURES {
+            let n = self.count(outcome);
+            if n > 0 {
+                let _ = writeln!(out, "  {:<15} {n}", outcome.as_str());
+            }
+        }
+        if let (Some(p50), Some(p95), Some(p99)) = (
+            self.percentile(50.0),
+            self.percentile(95.0),
+            self.percentile(99.0),
+        ) {
+            let _ = writeln!(out, "latency: p50 {p50:.2?}  p95 {p95:.2?}  p99 {p99:.2?}");
+        }
+        let _ = writeln!(out, "by {}:", self.version_header);
+        for (version, n) in &self.versions {
+            let _ = writeln!(out, "  {version:<15} {n}");
+        }
+        for error in &self.first_errors {
+            let _ = writeln!(out, "  e.g. {error}");
+        }
+        match verdict.is_empty() {
+            true => out.push_str("PASS\n"),
+            false => {
+                let _ = writeln!(out, "FAIL: {}", verdict.join("; "));
+            }
+        }
+        out
+    }
+}
