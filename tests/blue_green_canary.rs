@@ -130,16 +130,20 @@ async fn canary_then_promotion_behind_haproxy_fails_nothing() {
 
     let checker = Checker::start(haproxy.port);
     let load = Load::start(haproxy.port, 8);
-    until("enough requests to see the split", || load.ok() > 3_000).await;
-    let (v1, v2) = (
-        load.version_count("v1") as f64,
-        load.version_count("v2") as f64,
-    );
+    until("traffic flows", || load.ok() > 300).await;
+    // The split, as the checker reports it: weights 100 + 100 + 10 give the canary 10/210,
+    // about 4.8 % of the requests.
+    let port = haproxy.port;
+    let split = tokio::task::spawn_blocking(move || Checker::run(port, 2_000))
+        .await
+        .unwrap();
+    assert_eq!(split["failed"], 0, "{split}");
+    let v1 = split["versions"]["v1"].as_f64().unwrap_or(0.0);
+    let v2 = split["versions"]["v2"].as_f64().unwrap_or(0.0);
     let share = v2 / (v1 + v2);
-    // Weights 100 + 100 + 10: the canary's share is 10/210, about 4.8 %.
     assert!(
         (0.02..0.10).contains(&share),
-        "canary share {share:.3} (v1 {v1}, v2 {v2})"
+        "canary share {share:.3} in {split}"
     );
 
     // Promotion: the canary gets a full weight, a second new instance joins, the old ones go.

@@ -136,6 +136,27 @@ impl Checker {
         Self { child: Some(child) }
     }
 
+    /// Runs it to completion on a fixed number of requests and returns its summary.
+    pub fn run(port: u16, requests: u64) -> serde_json::Value {
+        let binary = built(&["-p", "zdd-check"], "zdd-check");
+        let output = Command::new(binary)
+            .arg(format!("http://127.0.0.1:{port}/"))
+            .args([
+                "--concurrency",
+                "4",
+                "--requests",
+                &requests.to_string(),
+                "--duration",
+                "60s",
+                "--json",
+            ])
+            .output()
+            .expect("zdd-check runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("zdd-check printed no summary ({e}): {stdout}"))
+    }
+
     /// Stops it (SIGINT) and returns its summary.
     pub fn stop(mut self) -> serde_json::Value {
         let child = self.child.take().expect("running");

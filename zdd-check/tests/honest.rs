@@ -241,3 +241,57 @@ async fn slow_requests_are_mixed_in_at_the_given_rate() {
     assert_eq!(code, Some(0), "{stdout}");
     assert_eq!(slow_hits.load(Ordering::SeqCst), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_speaks_http2_with_prior_knowledge() {
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo},
+        server::conn::auto::Builder,
+        service::TowerToHyperService,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let http2_requests = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&http2_requests);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let counted = Arc::clone(&counted);
+            let service =
+                tower::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    if request.version() == http::Version::HTTP_2 {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    async {
+                        let response = http::Response::builder()
+                            .header("x-version", "h2")
+                            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")));
+                        Ok::<_, std::convert::Infallible>(response.unwrap())
+                    }
+                });
+            tokio::spawn(async move {
+                let _ = Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                    .await;
+            });
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/");
+    let (code, stdout) = tokio::task::spawn_blocking(move || {
+        zdd_check(&[
+            &url,
+            "--h2c",
+            "--concurrency",
+            "2",
+            "--requests",
+            "20",
+            "--json",
+        ])
+    })
+    .await
+    .unwrap();
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(summary["versions"]["h2"], 20, "{summary}");
+    assert_eq!(http2_requests.load(Ordering::SeqCst), 20);
+}
