@@ -9,6 +9,37 @@ mod support;
 
 use support::*;
 
+/// Prints the run's row, then holds it to the promise: old processes left gracefully, no
+/// failure in either load, and no old-version answer after the old set exited.
+fn hold_to_the_promise(
+    label: &str,
+    tally: &Tally,
+    checked: &serde_json::Value,
+    exits: &[Exited],
+    v1_after_exit: u64,
+) {
+    println!(
+        "| {label} | axum_hello | {} | {} | {:?} |",
+        tally.ok + tally.failed(),
+        tally.failed(),
+        tally.failures
+    );
+    assert_graceful_exits(exits);
+    assert_checker_clean(checked);
+    assert_eq!(
+        tally.failed(),
+        0,
+        "failed requests: {:?}; first: {:#?}",
+        tally.failures,
+        tally.first_failures
+    );
+    assert_eq!(
+        tally.by_version.get("v1").copied(),
+        Some(v1_after_exit),
+        "v1 answered after the old set exited"
+    );
+}
+
 /// A full green set is started and ready (at weight 0), traffic is switched to it at the
 /// balancer, then the blue set is terminated.
 async fn blue_green(mode: Mode) {
@@ -68,25 +99,12 @@ async fn blue_green(mode: Mode) {
     let checked = checker.stop();
     drop(green);
 
-    println!(
-        "| blue-green, {mode:?} mode | axum_hello | {} | {} | {:?} |",
-        tally.ok + tally.failed(),
-        tally.failed(),
-        tally.failures
-    );
-    assert_graceful_exits(&exits);
-    assert_checker_clean(&checked);
-    assert_eq!(
-        tally.failed(),
-        0,
-        "failed requests: {:?}; first: {:#?}",
-        tally.failures,
-        tally.first_failures
-    );
-    assert_eq!(
-        tally.by_version.get("v1").copied(),
-        Some(v1_after_exit),
-        "v1 answered after blue exited"
+    hold_to_the_promise(
+        &format!("blue-green, {mode:?} mode"),
+        &tally,
+        &checked,
+        &exits,
+        v1_after_exit,
     );
 }
 
@@ -164,25 +182,11 @@ async fn canary_then_promotion_behind_haproxy_fails_nothing() {
     let checked = checker.stop();
     drop((canary, second));
 
-    println!(
-        "| canary {:.1} % then promotion, Http mode | axum_hello | {} | {} | {:?} |",
-        share * 100.0,
-        tally.ok + tally.failed(),
-        tally.failed(),
-        tally.failures
-    );
-    assert_graceful_exits(&exits);
-    assert_checker_clean(&checked);
-    assert_eq!(
-        tally.failed(),
-        0,
-        "failed requests: {:?}; first: {:#?}",
-        tally.failures,
-        tally.first_failures
-    );
-    assert_eq!(
-        tally.by_version.get("v1").copied(),
-        Some(v1_after_exit),
-        "v1 answered after the old set exited"
+    hold_to_the_promise(
+        &format!("canary {:.1} % then promotion, Http mode", share * 100.0),
+        &tally,
+        &checked,
+        &exits,
+        v1_after_exit,
     );
 }

@@ -19,50 +19,71 @@ fn answer(status: &str, version: &str) -> String {
     format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\nx-version: {version}\r\n\r\nok")
 }
 
-/// Answers the n-th request (counted over all connections) by n % 6: 200 from v1; closes
-/// without answering; 500; resets the connection; 404; 200 from v2.
-async fn misbehaving_server() -> u16 {
+/// What the test server does with one request.
+enum Reply {
+    Answer(String),
+    /// Close the connection without answering (an empty reply).
+    Close,
+    /// Close with a zero linger, so the peer gets a reset.
+    Reset,
+}
+
+/// A keep-alive HTTP/1.1 server (GET only) that asks `reply` what to do with each request,
+/// given the request line and how many requests came before it over all connections.
+async fn server(reply: impl Fn(&str, u64) -> Reply + Send + Sync + 'static) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let reply = Arc::new(reply);
     let seen = Arc::new(AtomicU64::new(0));
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
-            let seen = Arc::clone(&seen);
+            let (reply, seen) = (Arc::clone(&reply), Arc::clone(&seen));
             tokio::spawn(async move {
                 let mut stream = BufReader::new(stream);
                 loop {
-                    // One request head (GET, no body).
+                    let mut request_line = String::new();
+                    if stream.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
                     let mut line = String::new();
-                    loop {
+                    while line != "\r\n" {
                         line.clear();
                         if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
                             return;
                         }
-                        if line == "\r\n" {
-                            break;
-                        }
                     }
-                    let reply = match seen.fetch_add(1, Ordering::SeqCst) % 6 {
-                        0 => answer("200 OK", "v1"),
-                        1 => return, // empty reply: closed after reading the request
-                        2 => answer("500 Internal Server Error", "v1"),
-                        3 => {
-                            // Reset: close with a zero linger, so the peer gets RST.
+                    match reply(&request_line, seen.fetch_add(1, Ordering::SeqCst)) {
+                        Reply::Answer(bytes) => {
+                            if stream.get_mut().write_all(bytes.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        Reply::Close => return,
+                        Reply::Reset => {
                             let _ = stream.get_ref().set_zero_linger();
                             return;
                         }
-                        4 => answer("404 Not Found", "v1"),
-                        _ => answer("200 OK", "v2"),
-                    };
-                    if stream.get_mut().write_all(reply.as_bytes()).await.is_err() {
-                        return;
                     }
                 }
             });
         }
     });
     port
+}
+
+/// Answers the n-th request (counted over all connections) by n % 6: 200 from v1; closes
+/// without answering; 500; resets the connection; 404; 200 from v2.
+async fn misbehaving_server() -> u16 {
+    server(|_, n| match n % 6 {
+        0 => Reply::Answer(answer("200 OK", "v1")),
+        1 => Reply::Close,
+        2 => Reply::Answer(answer("500 Internal Server Error", "v1")),
+        3 => Reply::Reset,
+        4 => Reply::Answer(answer("404 Not Found", "v1")),
+        _ => Reply::Answer(answer("200 OK", "v2")),
+    })
+    .await
 }
 
 fn zdd_check(args: &[&str]) -> (Option<i32>, String) {
@@ -129,32 +150,7 @@ async fn a_refused_connection_is_counted_and_a_clean_run_passes() {
     assert_eq!(summary["failures"]["connect_refused"], 5, "{summary}");
 
     // A server that always answers 200: exit 0, text summary says PASS.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            tokio::spawn(async move {
-                let mut stream = BufReader::new(stream);
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line == "\r\n"
-                        && stream
-                            .get_mut()
-                            .write_all(answer("200 OK", "v3").as_bytes())
-                            .await
-                            .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let port = server(|_, _| Reply::Answer(answer("200 OK", "v3"))).await;
     let url = format!("http://127.0.0.1:{port}/");
     let (code, stdout) = tokio::task::spawn_blocking(move || {
         zdd_check(&[
@@ -189,38 +185,15 @@ fn bad_input_is_refused_with_exit_code_2() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_requests_are_mixed_in_at_the_given_rate() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let slow_hits = Arc::new(AtomicU64::new(0));
     let hits = Arc::clone(&slow_hits);
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let hits = Arc::clone(&hits);
-            tokio::spawn(async move {
-                let mut stream = BufReader::new(stream);
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    if line.starts_with("GET /slow?ms=1 ") {
-                        hits.fetch_add(1, Ordering::SeqCst);
-                    }
-                    if line == "\r\n"
-                        && stream
-                            .get_mut()
-                            .write_all(answer("200 OK", "v1").as_bytes())
-                            .await
-                            .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+    let port = server(move |request_line, _| {
+        if request_line.starts_with("GET /slow?ms=1 ") {
+            hits.fetch_add(1, Ordering::SeqCst);
         }
-    });
+        Reply::Answer(answer("200 OK", "v1"))
+    })
+    .await;
     let url = format!("http://127.0.0.1:{port}/");
     let (code, stdout) = tokio::task::spawn_blocking(move || {
         zdd_check(&[
