@@ -12,7 +12,6 @@
 
 use std::{
     collections::BTreeMap,
-    convert::Infallible,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -42,8 +41,7 @@ fn main() {
         .unwrap_or(32);
     let checker = build_checker();
 
-    // (server, protocol) -> [(requests/s, p50 ms, p99 ms)]
-    let mut results: BTreeMap<(&str, &str), Vec<(f64, f64, f64)>> = BTreeMap::new();
+    let mut results: BTreeMap<(&str, &str), Vec<Measured>> = BTreeMap::new();
     for round in 0..rounds {
         let mut order = SERVERS.to_vec();
         if round % 2 == 1 {
@@ -90,6 +88,9 @@ fn main() {
         }
     }
 }
+
+/// One run: requests/s, p50 ms, p99 ms.
+type Measured = (f64, f64, f64);
 
 fn build_checker() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -224,5 +225,5 @@ async fn hyper_util_graceful(
         }
     }
     drop(listener);
-    let _: Result<(), Infallible> = Ok(graceful.shutdown().await);
+    graceful.shutdown().await;
 }
