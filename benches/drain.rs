@@ -13,6 +13,9 @@
 //! - `tail`: from the slow response's last byte until the serve call returned;
 //! - memory per connection: resident memory growth divided by the connections.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::{
     convert::Infallible,
     io::{BufRead, BufReader},
@@ -33,21 +36,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const SERVERS: [&str; 2] = ["zdd", "hyper-util"];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    if let Some(kind) = value("--server") {
+    if let Some(kind) = common::value("--server") {
         server(&kind);
         return;
     }
-    let connections: usize = value("--connections")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let rounds: usize = value("--rounds").and_then(|v| v.parse().ok()).unwrap_or(5);
+    let connections: usize = common::arg("--connections", 10_000);
+    let rounds: usize = common::arg("--rounds", 5);
     let mut results: Vec<(&str, Measured)> = Vec::new();
     for round in 0..rounds {
         let order: Vec<&str> = if round % 2 == 0 {
@@ -307,47 +301,19 @@ fn server(kind: &str) {
                     + report.time_in(zdd::Phase::Draining).unwrap_or_default();
                 (drain, returned)
             }
-            _ => baseline(listener, handler(Arc::clone(&done))).await,
+            _ => {
+                let drain = common::hyper_util_graceful(
+                    listener,
+                    handler(Arc::clone(&done)),
+                    common::sigterm(),
+                )
+                .await;
+                (drain, Instant::now())
+            }
         };
         let tail = done.lock().unwrap().map_or(f64::NAN, |done| {
             returned.saturating_duration_since(done).as_secs_f64()
         });
         println!("result drain_s={} tail_s={tail}", drain.as_secs_f64());
     });
-}
-
-/// The status quo: hyper-util's auto builder with `GracefulShutdown`, shut down on SIGTERM.
-async fn baseline<S>(listener: tokio::net::TcpListener, service: S) -> (Duration, Instant)
-where
-    S: tower::Service<Request<Incoming>, Response = Response<Noted>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-{
-    use hyper_util::{
-        rt::{TokioExecutor, TokioIo},
-        server::{conn::auto::Builder, graceful::GracefulShutdown},
-        service::TowerToHyperService,
-    };
-    let builder = Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
-                let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move { let _ = connection.await; });
-            }
-            _ = term.recv() => break,
-        }
-    }
-    let started = Instant::now();
-    drop(listener);
-    graceful.shutdown().await;
-    (started.elapsed(), Instant::now())
 }

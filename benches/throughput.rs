@@ -10,6 +10,9 @@
 //!
 //! Client and server share the machine: on a small one, compare ratios, not absolute rates.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader},
@@ -23,22 +26,13 @@ const SERVERS: [&str; 4] = ["axum", "axum-graceful", "hyper-util", "zdd"];
 const PROTOCOLS: [&str; 2] = ["http1", "h2c"];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    if let Some(kind) = value("--server") {
+    if let Some(kind) = common::value("--server") {
         server(&kind);
         return;
     }
-    let rounds: usize = value("--rounds").and_then(|v| v.parse().ok()).unwrap_or(5);
-    let seconds: u64 = value("--seconds").and_then(|v| v.parse().ok()).unwrap_or(5);
-    let concurrency: usize = value("--concurrency")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
+    let rounds: usize = common::arg("--rounds", 5);
+    let seconds: u64 = common::arg("--seconds", 5);
+    let concurrency: usize = common::arg("--concurrency", 32);
     let checker = build_checker();
 
     let mut results: BTreeMap<(&str, &str), Vec<Measured>> = BTreeMap::new();
@@ -165,11 +159,7 @@ fn server(kind: &str) {
             .await
             .unwrap();
         println!("port {}", listener.local_addr().unwrap().port());
-        let terminate = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
-            term.recv().await;
-        };
+        let terminate = common::sigterm();
         // Every server sets TCP_NODELAY, as zdd's listener does, so Nagle's algorithm does not
         // skew small responses.
         let nodelay = |tcp: &mut tokio::net::TcpStream| {
@@ -188,7 +178,9 @@ fn server(kind: &str) {
                     .await
                     .unwrap();
             }
-            "hyper-util" => hyper_util_graceful(listener, terminate).await,
+            "hyper-util" => {
+                common::hyper_util_graceful(listener, app(), terminate).await;
+            }
             _ => {
                 let mut lifecycle = zdd::Lifecycle::new(zdd::Config::default());
                 lifecycle.listen_for_signals().unwrap();
@@ -196,34 +188,4 @@ fn server(kind: &str) {
             }
         }
     });
-}
-
-/// hyper-util's auto builder with `GracefulShutdown`, serving the same router.
-async fn hyper_util_graceful(
-    listener: tokio::net::TcpListener,
-    terminate: impl Future<Output = ()>,
-) {
-    use hyper_util::{
-        rt::{TokioExecutor, TokioIo},
-        server::{conn::auto::Builder, graceful::GracefulShutdown},
-        service::TowerToHyperService,
-    };
-    let builder = Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    let service = app();
-    let mut terminate = std::pin::pin!(terminate);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
-                let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move { let _ = connection.await; });
-            }
-            () = &mut terminate => break,
-        }
-    }
-    drop(listener);
-    graceful.shutdown().await;
 }

@@ -16,7 +16,7 @@ mod common;
 
 use std::{collections::HashMap, process::ExitCode, time::Duration};
 
-use axum::{Router, extract::Query, http::HeaderValue, response::IntoResponse, routing::get};
+use axum::{Router, extract::Query, response::IntoResponse, routing::get};
 use zdd::{Config, Lifecycle};
 
 #[tokio::main]
@@ -26,9 +26,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let version = std::env::var("APP_VERSION").unwrap_or_else(|_| "dev".to_owned());
-    let version =
-        HeaderValue::from_str(&version).map_err(|_| "APP_VERSION: not a valid header value")?;
+    let version = common::app_version()?;
     let mut lifecycle = Lifecycle::new(Config::from_env()?);
     lifecycle.listen_for_signals()?;
 
@@ -44,17 +42,8 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
-        .route("/slow", get(slow))
-        .layer(axum::middleware::map_response(
-            move |mut response: axum::response::Response| {
-                let version = version.clone();
-                async move {
-                    response.headers_mut().insert("x-version", version);
-                    response
-                }
-            },
-        ));
-    let report = zdd::axum::serve(listener, app, lifecycle).await;
+        .route("/slow", get(slow));
+    let report = zdd::axum::serve(listener, common::with_version(app, version), lifecycle).await;
     Ok(common::finish(&report))
 }
 

@@ -14,7 +14,7 @@ mod common;
 
 use std::process::ExitCode;
 
-use axum::{Router, http::HeaderValue, routing::get};
+use axum::{Router, routing::get};
 use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
@@ -24,9 +24,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let version = std::env::var("APP_VERSION").unwrap_or_else(|_| "dev".to_owned());
-    let version =
-        HeaderValue::from_str(&version).map_err(|_| "APP_VERSION: not a valid header value")?;
+    let version = common::app_version()?;
     let mut terminate = signal(SignalKind::terminate())?;
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", common::port()?)).await?;
     println!(
@@ -36,17 +34,8 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
-        .route("/health/ready", get(|| async { "ok" }))
-        .layer(axum::middleware::map_response(
-            move |mut response: axum::response::Response| {
-                let version = version.clone();
-                async move {
-                    response.headers_mut().insert("x-version", version);
-                    response
-                }
-            },
-        ));
-    axum::serve(listener, app)
+        .route("/health/ready", get(|| async { "ok" }));
+    axum::serve(listener, common::with_version(app, version))
         .with_graceful_shutdown(async move {
             terminate.recv().await;
         })

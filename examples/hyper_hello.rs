@@ -27,10 +27,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let version = std::env::var("APP_VERSION").unwrap_or_else(|_| "dev".to_owned());
-    let version = Arc::new(
-        HeaderValue::from_str(&version).map_err(|_| "APP_VERSION: not a valid header value")?,
-    );
+    let version = Arc::new(common::app_version()?);
     let mut lifecycle = Lifecycle::new(Config::from_env()?);
     lifecycle.listen_for_signals()?;
     lifecycle

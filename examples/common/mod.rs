@@ -3,7 +3,29 @@
 
 use std::{net::SocketAddr, process::ExitCode};
 
+use axum::{Router, http::HeaderValue};
 use zdd::ShutdownReport;
+
+/// `APP_VERSION` (default `dev`), sent back as `X-Version` so load checkers can tell
+/// versions apart during a deploy.
+pub(crate) fn app_version() -> Result<HeaderValue, String> {
+    let version = std::env::var("APP_VERSION").unwrap_or_else(|_| "dev".to_owned());
+    HeaderValue::from_str(&version)
+        .map_err(|_| format!("APP_VERSION: not a valid header value: {version:?}"))
+}
+
+/// Adds `X-Version: version` to every response of `router`.
+pub(crate) fn with_version(router: Router, version: HeaderValue) -> Router {
+    router.layer(axum::middleware::map_response(
+        move |mut response: axum::response::Response| {
+            let version = version.clone();
+            async move {
+                response.headers_mut().insert("x-version", version);
+                response
+            }
+        },
+    ))
+}
 
 /// Logs zdd's events (every phase, trigger and hook) to stderr, in colour only on a
 /// terminal; `RUST_LOG` overrides the filter.
