@@ -2,25 +2,31 @@
 //! on plain hyper-util `GracefulShutdown`, side by side, alternating, medians and ratios.
 //!
 //! ```sh
-//! cargo bench --bench drain                       # 10,000 connections, 5 rounds
-//! cargo bench --bench drain -- --connections 1000 --rounds 3
+//! cargo bench --bench drain                       # 1,000, 10,000 and 50,000 connections
+//! cargo bench --bench drain -- --connections 10000 --rounds 3
 //! ```
+//!
+//! 50,000 connections need an open-file limit above 51,024 in this process and the server
+//! (`ulimit -n 60000`, as root to raise the hard limit; `benches/run` does it); counts the
+//! limit does not allow are skipped with a line saying so. Clients connect from several
+//! loopback source addresses (127.0.0.2, .3, .4), one per 20,000 connections, because one
+//! address has only about 28,000 ephemeral ports.
 //!
 //! Each round starts each server as a child process (this binary run with `--server`), opens
 //! the connections (one request each, then idle), reads the server's resident memory from
-//! `/proc`, starts one slow request, sends SIGTERM, and reads what the server measured:
+//! `/proc`, starts one slow request (lasting longer than the idle connections take to close),
+//! sends SIGTERM, and reads what the server measured:
 //! - `drain`: from the signal until every connection is closed;
 //! - `tail`: from the slow response's last byte until the serve call returned;
 //! - memory per connection: resident memory growth divided by the connections.
 
 #[path = "common/mod.rs"]
+#[allow(dead_code)] // each driver uses a part of it
 mod common;
 
 use std::{
     convert::Infallible,
-    io::{BufRead, BufReader},
     pin::Pin,
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -40,8 +46,55 @@ fn main() {
         server(&kind);
         return;
     }
-    let connections: usize = common::arg("--connections", 10_000);
+    let counts: Vec<usize> = common::value("--connections")
+        .unwrap_or_else(|| "1000,10000,50000".to_owned())
+        .split(',')
+        .map(|n| {
+            n.trim().parse().unwrap_or_else(|_| {
+                eprintln!("--connections: {n:?} is not a number");
+                std::process::exit(2)
+            })
+        })
+        .collect();
     let rounds: usize = common::arg("--rounds", 5);
+    let limit = common::open_file_limit();
+    let mut curve = Vec::new();
+    for connections in counts {
+        // This process holds the client ends, the server child (which inherits the limit)
+        // the others; both need room for their own files too.
+        if connections + 1024 > limit {
+            println!(
+                "skipped {connections} connections: the open-file limit is {limit}; raise it \
+                 first (`ulimit -n {}`, as root for the hard limit; `benches/run` does)",
+                connections + 1024
+            );
+            continue;
+        }
+        curve.push((connections, run(connections, rounds)));
+    }
+    if curve.len() > 1 {
+        println!("\ncurve, medians (drain per connection shows how cost grows):");
+        println!(
+            "{:>12} {:>14} {:>16} {:>14} {:>16} {:>10}",
+            "connections", "zdd drain ms", "zdd us/conn", "h-u drain ms", "h-u us/conn", "ratio"
+        );
+        for (connections, [zdd, baseline]) in &curve {
+            let per = |m: &Measured| m.drain.as_secs_f64() * 1e6 / *connections as f64;
+            println!(
+                "{connections:>12} {:>14.2} {:>16.2} {:>14.2} {:>16.2} {:>9.2}x",
+                zdd.drain.as_secs_f64() * 1e3,
+                per(zdd),
+                baseline.drain.as_secs_f64() * 1e3,
+                per(baseline),
+                zdd.drain.as_secs_f64() / baseline.drain.as_secs_f64()
+            );
+        }
+    }
+}
+
+/// `rounds` alternating rounds at `connections`; prints each and the medians, returns the
+/// medians of zdd and hyper-util.
+fn run(connections: usize, rounds: usize) -> [Measured; 2] {
     let mut results: Vec<(&str, Measured)> = Vec::new();
     for round in 0..rounds {
         let order: Vec<&str> = if round % 2 == 0 {
@@ -57,7 +110,7 @@ fn main() {
                 ..idle
             };
             println!(
-                "round {round} {kind:<10} drain {:>8.2} ms  tail {:>6.2} ms  memory {:>6} B/connection",
+                "{connections} round {round} {kind:<10} drain {:>8.2} ms  tail {:>6.2} ms  memory {:>6} B/connection",
                 measured.drain.as_secs_f64() * 1e3,
                 measured.tail.as_secs_f64() * 1e3,
                 measured.bytes_per_connection
@@ -91,11 +144,16 @@ fn main() {
         );
     }
     println!(
-        "zdd / hyper-util: drain {:.2}x, tail {:.2}x, memory {:.2}x",
+        "zdd / hyper-util: drain {:.2}x, tail {:.2}x, memory {:.2}x\n",
         median("zdd", &drain) / median("hyper-util", &drain),
         median("zdd", &tail) / median("hyper-util", &tail),
         median("zdd", &memory) / median("hyper-util", &memory),
     );
+    SERVERS.map(|kind| Measured {
+        drain: Duration::from_secs_f64(median(kind, &drain) / 1e3),
+        tail: Duration::from_secs_f64(median(kind, &tail) / 1e3),
+        bytes_per_connection: median(kind, &memory) as i64,
+    })
 }
 
 struct Measured {
@@ -116,19 +174,8 @@ fn resident_kib(pid: u32) -> i64 {
 
 /// One server run: `connections` idle ones, plus one slow request at the signal when `slow`.
 fn measure(kind: &str, connections: usize, slow: bool) -> Measured {
-    let mut child: Child = Command::new(std::env::current_exe().unwrap())
-        .args(["--server", kind])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server starts");
-    let pid = child.id();
-    let mut lines = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok);
-    let port: u16 = lines
-        .next()
-        .and_then(|l| l.strip_prefix("port ").and_then(|p| p.parse().ok()))
-        .expect("server port");
+    let mut server = common::ServerProcess::start(kind);
+    let (pid, port) = (server.child.id(), server.port);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -144,45 +191,33 @@ fn measure(kind: &str, connections: usize, slow: bool) -> Measured {
             let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .unwrap();
-            stream
-                .write_all(b"GET /slow HTTP/1.1\r\nHost: bench\r\n\r\n")
-                .await
-                .unwrap();
+            // It outlasts closing the idle connections (about 15 us each here), so that
+            // `tail` measures the end of the drain alone.
+            let ms = 300 + connections * 40 / 1000;
+            let request = format!("GET /slow?ms={ms} HTTP/1.1\r\nHost: bench\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
             let mut buf = vec![0; 1024];
             let _ = stream.read(&mut buf).await;
         });
         assert_eq!(
-            lines.next().as_deref(),
+            server.lines.next().as_deref(),
             Some("slow started"),
             "server did not start the slow request"
         );
         request
     });
-    let kill = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let result = lines
-        .find(|l| l.starts_with("result "))
-        .expect("server result");
+    server.terminate();
+    let result = server.result();
     if let Some(slow) = slow {
         runtime.block_on(slow).unwrap();
     }
-    let status = child.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(status.success(), "{kind} server exited with {status}");
     drop(streams);
 
-    let field = |name: &str| -> f64 {
-        result
-            .split_whitespace()
-            .find_map(|f| f.strip_prefix(name))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
-    };
     Measured {
-        drain: Duration::from_secs_f64(field("drain_s=")),
-        tail: Duration::from_secs_f64(field("tail_s=")),
+        drain: Duration::from_secs_f64(common::field(&result, "drain_s")),
+        tail: Duration::from_secs_f64(common::field(&result, "tail_s")),
         bytes_per_connection: (after - before) * 1024 / connections as i64,
     }
 }
@@ -191,13 +226,11 @@ fn measure(kind: &str, connections: usize, slow: bool) -> Measured {
 async fn open_idle(port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
     let limit = Arc::new(tokio::sync::Semaphore::new(256));
     let tasks: Vec<_> = (0..n)
-        .map(|_| {
+        .map(|i| {
             let limit = Arc::clone(&limit);
             tokio::spawn(async move {
                 let _permit = limit.acquire().await.unwrap();
-                let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .unwrap();
+                let mut stream = common::connect_from(i, port).await;
                 stream
                     .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
                     .await
@@ -262,8 +295,14 @@ fn handler(
         let done = Arc::clone(&done);
         async move {
             if request.uri().path() == "/slow" {
+                let ms = request
+                    .uri()
+                    .query()
+                    .and_then(|q| q.strip_prefix("ms="))
+                    .and_then(|ms| ms.parse().ok())
+                    .expect("/slow?ms=N");
                 println!("slow started");
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             Ok::<_, Infallible>(Response::new(Noted {
                 inner: Full::new(Bytes::from_static(b"hello")),
@@ -274,16 +313,7 @@ fn handler(
 }
 
 fn server(kind: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        println!("port {}", listener.local_addr().unwrap().port());
+    common::server_main(|listener| async move {
         let done = Arc::new(Mutex::new(None));
         let (drain, returned) = match kind {
             "zdd" => {

@@ -11,13 +11,13 @@
 //! Client and server share the machine: on a small one, compare ratios, not absolute rates.
 
 #[path = "common/mod.rs"]
+#[allow(dead_code)] // each driver uses a part of it
 mod common;
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
 };
 
 use axum::{Router, routing::get, serve::ListenerExt};
@@ -45,8 +45,8 @@ fn main() {
             for protocol in PROTOCOLS {
                 let measured = measure(&checker, kind, protocol, seconds, concurrency);
                 println!(
-                    "round {round} {kind:<14} {protocol:<5} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
-                    measured.0, measured.1, measured.2
+                    "round {round} {kind:<14} {protocol:<5} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.2} us/request",
+                    measured.rps, measured.p50, measured.p99, measured.cpu_us
                 );
                 results.entry((kind, protocol)).or_default().push(measured);
             }
@@ -59,32 +59,49 @@ fn main() {
     };
     println!("\n{rounds} rounds of {seconds} s, {concurrency} keep-alive clients, medians:");
     println!(
-        "{:<14} {:<5} {:>10} {:>9} {:>9} {:>12} {:>10}",
-        "server", "proto", "req/s", "p50 ms", "p99 ms", "rps/axum", "p99/axum"
+        "{:<14} {:<5} {:>10} {:>9} {:>9} {:>11} {:>10} {:>10} {:>10}",
+        "server",
+        "proto",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU us/req",
+        "rps/axum",
+        "p99/axum",
+        "CPU/axum"
     );
     for protocol in PROTOCOLS {
-        let baseline = results
-            .get(&("axum", protocol))
-            .cloned()
-            .unwrap_or_default();
-        let base_rps = median(&mut baseline.iter().map(|m| m.0).collect());
-        let base_p99 = median(&mut baseline.iter().map(|m| m.2).collect());
+        let of = |kind: &str, f: fn(&Measured) -> f64| {
+            median(&mut results[&(kind, protocol)].iter().map(f).collect())
+        };
+        let [rps, p50, p99, cpu]: [fn(&Measured) -> f64; 4] =
+            [|m| m.rps, |m| m.p50, |m| m.p99, |m| m.cpu_us];
         for kind in SERVERS {
-            let runs = &results[&(kind, protocol)];
-            let rps = median(&mut runs.iter().map(|m| m.0).collect());
-            let p50 = median(&mut runs.iter().map(|m| m.1).collect());
-            let p99 = median(&mut runs.iter().map(|m| m.2).collect());
             println!(
-                "{kind:<14} {protocol:<5} {rps:>10.0} {p50:>9.2} {p99:>9.2} {:>11.3}x {:>9.3}x",
-                rps / base_rps,
-                p99 / base_p99
+                "{kind:<14} {protocol:<5} {:>10.0} {:>9.2} {:>9.2} {:>11.2} {:>9.3}x {:>9.3}x {:>9.3}x",
+                of(kind, rps),
+                of(kind, p50),
+                of(kind, p99),
+                of(kind, cpu),
+                of(kind, rps) / of("axum", rps),
+                of(kind, p99) / of("axum", p99),
+                of(kind, cpu) / of("axum", cpu),
             );
         }
     }
 }
 
-/// One run: requests/s, p50 ms, p99 ms.
-type Measured = (f64, f64, f64);
+/// One run.
+#[derive(Clone, Copy)]
+struct Measured {
+    rps: f64,
+    /// Latency percentiles, ms.
+    p50: f64,
+    p99: f64,
+    /// The server's CPU time (user + system) per request served, microseconds: the cost
+    /// per request, which the other load on a shared machine disturbs less than the rate.
+    cpu_us: f64,
+}
 
 fn build_checker() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -106,19 +123,10 @@ fn measure(
     protocol: &str,
     seconds: u64,
     concurrency: usize,
-) -> (f64, f64, f64) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--server", kind])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("server starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap())
-        .lines()
-        .map_while(Result::ok);
-    let port: u16 = lines
-        .next()
-        .and_then(|l| l.strip_prefix("port ").and_then(|p| p.parse().ok()))
-        .expect("server port");
+) -> Measured {
+    let mut server = common::ServerProcess::start(kind);
+    let port = server.port;
+    let cpu_before = cpu_seconds(server.child.id());
     let mut check = Command::new(checker);
     check.arg(format!("http://127.0.0.1:{port}/")).args([
         "--concurrency",
@@ -131,17 +139,40 @@ fn measure(
         check.arg("--h2c");
     }
     let output = check.output().expect("zdd-check runs");
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    let cpu = cpu_seconds(server.child.id()) - cpu_before;
+    server.terminate();
+    let _ = server.child.wait();
     let summary: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("zdd-check summary");
     assert_eq!(summary["failed"], 0, "{kind} {protocol}: {summary}");
-    let rps =
-        summary["total"].as_f64().unwrap_or(0.0) / summary["elapsed_s"].as_f64().unwrap_or(1.0);
+    let total = summary["total"].as_f64().unwrap_or(f64::NAN);
     let latency = |p: &str| summary["latency_ms"][p].as_f64().unwrap_or(f64::NAN);
-    (rps, latency("p50"), latency("p99"))
+    Measured {
+        rps: total / summary["elapsed_s"].as_f64().unwrap_or(f64::NAN),
+        p50: latency("p50"),
+        p99: latency("p99"),
+        cpu_us: cpu / total * 1e6,
+    }
+}
+
+/// A process's CPU time so far (user + system), from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name; the clock
+    // tick is 100 Hz on Linux.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn app() -> Router {
@@ -149,16 +180,7 @@ fn app() -> Router {
 }
 
 fn server(kind: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .unwrap();
-        println!("port {}", listener.local_addr().unwrap().port());
+    common::server_main(|listener| async move {
         let terminate = common::sigterm();
         // Every server sets TCP_NODELAY, as zdd's listener does, so Nagle's algorithm does not
         // skew small responses.

@@ -1,6 +1,9 @@
-//! Plumbing shared by the benchmark drivers: arguments, SIGTERM, and the status-quo server.
+//! Plumbing shared by the benchmark drivers: arguments, SIGTERM, the status-quo server, and
+//! client connections at scale.
 
 use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
     str::FromStr,
     time::{Duration, Instant},
 };
@@ -72,4 +75,101 @@ where
     drop(listener);
     graceful.shutdown().await;
     started.elapsed()
+}
+
+/// Connects the `i`th client from its own loopback source address per 20,000 connections:
+/// one source address has about 28,000 ephemeral ports, and 50,000 connections need more.
+pub(crate) async fn connect_from(i: usize, port: u16) -> tokio::net::TcpStream {
+    let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + (i / 20_000) as u8);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    socket
+        .connect((std::net::Ipv4Addr::LOCALHOST, port).into())
+        .await
+        .unwrap()
+}
+
+/// A server child process: this benchmark binary run with `--server <kind>`, which prints
+/// `port N` first (see [`server_main`]) and then whatever the driver reads from [`Self::lines`].
+pub(crate) struct ServerProcess {
+    pub(crate) child: Child,
+    pub(crate) lines: Box<dyn Iterator<Item = String>>,
+    pub(crate) port: u16,
+}
+
+impl ServerProcess {
+    pub(crate) fn start(kind: &str) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--server", kind])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .map_while(Result::ok);
+        let port = lines
+            .next()
+            .and_then(|l| l.strip_prefix("port ").and_then(|p| p.parse().ok()))
+            .expect("server port");
+        Self {
+            child,
+            lines: Box::new(lines),
+            port,
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub(crate) fn terminate(&self) {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success(), "kill failed");
+    }
+
+    /// The first line starting with `result `.
+    pub(crate) fn result(&mut self) -> String {
+        self.lines
+            .find(|l| l.starts_with("result "))
+            .expect("server result")
+    }
+}
+
+/// The value of `name=` in a `result` line.
+pub(crate) fn field(result: &str, name: &str) -> f64 {
+    result
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The server side of [`ServerProcess`]: a two-worker runtime and a loopback listener whose
+/// port is printed, handed to `serve`.
+pub(crate) fn server_main<F: Future>(
+    serve: impl FnOnce(tokio::net::TcpListener) -> F,
+) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        println!("port {}", listener.local_addr().unwrap().port());
+        serve(listener).await
+    })
+}
+
+/// This process's soft limit on open files, from `/proc/self/limits`.
+pub(crate) fn open_file_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
 }

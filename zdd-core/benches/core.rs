@@ -1,6 +1,7 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 //! Micro benchmarks: request guard acquire + release (alone and with the other core
-//! contending), and one request through `ZddLayer` against the same service without it.
+//! contending), one request through `ZddLayer` against the same service without it, and
+//! the floor under both: what one pair of atomic read-modify-writes costs on this machine.
 //!
 //! Run with `cargo bench -p zdd-core --features tower --bench core`.
 
@@ -11,7 +12,7 @@ use std::{
     pin::pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::{Context, Poll, Waker},
     time::{Duration, Instant},
@@ -98,5 +99,22 @@ fn layer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, guards, layer);
+/// A guard is two pairs of atomic read-modify-writes (the lifecycle's reference count and
+/// the request count): their cost on the machine at hand is the floor of the layer's.
+fn floor(c: &mut Criterion) {
+    let mut group = c.benchmark_group("floor");
+    let shared = Arc::new(AtomicUsize::new(0));
+    group.bench_function("arc_clone_drop", |b| {
+        b.iter(|| drop(black_box(Arc::clone(&shared))))
+    });
+    group.bench_function("fetch_add_sub", |b| {
+        b.iter(|| {
+            black_box(&shared).fetch_add(1, Ordering::Relaxed);
+            black_box(&shared).fetch_sub(1, Ordering::SeqCst);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, guards, layer, floor);
 criterion_main!(benches);

@@ -1,7 +1,16 @@
 //! Every row of the phase table: each probe's status and body in each phase, reached by
 //! running the real sequence on paused time.
 
-use std::time::Duration;
+use std::{
+    future::Future,
+    pin::pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::{Context, Wake, Waker},
+    time::Duration,
+};
 
 use tokio::sync::oneshot;
 use zdd_core::{Check, Config, HookOutcome, Lifecycle, LifecycleHandle, Phase, Probe};
@@ -164,4 +173,61 @@ async fn phases_only_move_forward() {
     // A late trigger changes nothing.
     assert!(!handle.shutdown());
     assert_eq!(handle.phase(), Phase::Stopped);
+}
+
+/// A waker that counts its wakes.
+struct Counting(AtomicUsize);
+
+impl Wake for Counting {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<Counting>, Waker) {
+    let counting = Arc::new(Counting(AtomicUsize::new(0)));
+    (Arc::clone(&counting), Waker::from(counting))
+}
+
+/// Polled again before its phase, the future answers from a lock-free check; it must still
+/// be woken by the phase, with the waker of its latest poll, and then complete.
+#[tokio::test]
+async fn a_phase_future_polled_many_times_is_woken_once_its_phase_comes() {
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let mut reached = pin!(handle.reached(Phase::Unready));
+    let (first, first_waker) = counting_waker();
+    let (second, second_waker) = counting_waker();
+
+    for _ in 0..3 {
+        let pending = reached
+            .as_mut()
+            .poll(&mut Context::from_waker(&first_waker));
+        assert!(pending.is_pending());
+    }
+    // A new waker (the task moved, or another task polls it) must replace the first.
+    let pending = reached
+        .as_mut()
+        .poll(&mut Context::from_waker(&second_waker));
+    assert!(pending.is_pending());
+    assert_eq!(
+        first.0.load(Ordering::SeqCst) + second.0.load(Ordering::SeqCst),
+        0
+    );
+
+    assert!(handle.shutdown());
+    assert_eq!(
+        second.0.load(Ordering::SeqCst),
+        1,
+        "the latest waker is woken"
+    );
+    assert_eq!(
+        first.0.load(Ordering::SeqCst),
+        0,
+        "the replaced waker is not"
+    );
+    let ready = reached
+        .as_mut()
+        .poll(&mut Context::from_waker(&second_waker));
+    assert!(ready.is_ready());
 }

@@ -20,10 +20,10 @@ use hyper_util::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    sync::{Notify, watch},
+    sync::Notify,
     time::{Instant, sleep_until},
 };
-use zdd_core::{ConnectionGuard, LifecycleHandle, Phase, Protocol};
+use zdd_core::{ConnectionGuard, LifecycleHandle, Phase, PhaseReached, Protocol};
 
 use crate::{HttpService, io::TrackedIo};
 
@@ -158,7 +158,7 @@ pub(crate) async fn serve_connection<I, S>(
     // milestone means a connection is woken once, not at every transition. Forcing needs no
     // branch here: the stream wrapper fails every pending read and write at forcing, which
     // ends the connection.
-    let mut shutdown: Option<watch::Receiver<bool>> = None;
+    let mut shutdown: Option<PhaseReached> = None;
 
     loop {
         tokio::select! {
@@ -173,12 +173,11 @@ pub(crate) async fn serve_connection<I, S>(
                 stage = Stage::Idle;
                 deadline.as_mut().reset(Instant::now() + deadlines.idle);
                 let phase = if state.http2.load(Ordering::Relaxed) { Phase::Unready } else { Phase::Draining };
-                let milestone = handle.milestone(phase);
-                if *milestone.borrow() {
+                if handle.phase() >= phase {
                     conn.as_mut().graceful_shutdown();
                     stage = Stage::Closing;
                 }
-                shutdown = Some(milestone);
+                shutdown = Some(handle.reached(phase));
             }
             () = reached(&mut shutdown), if stage == Stage::Idle => {
                 conn.as_mut().graceful_shutdown();
@@ -215,13 +214,10 @@ pub(crate) async fn serve_connection<I, S>(
     }
 }
 
-/// Completes when the milestone turns true; never while there is none. The sender lives as
-/// long as the lifecycle handle the connection task holds, so `changed` cannot fail.
-async fn reached(milestone: &mut Option<watch::Receiver<bool>>) {
-    match milestone {
-        Some(milestone) => {
-            let _ = milestone.wait_for(|reached| *reached).await;
-        }
+/// Completes when the phase is reached; never while there is none to wait for.
+async fn reached(phase: &mut Option<PhaseReached>) {
+    match phase {
+        Some(phase) => phase.await,
         None => std::future::pending().await,
     }
 }

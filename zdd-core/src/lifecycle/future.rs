@@ -2,7 +2,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
 };
 
 use tokio::sync::watch;
@@ -18,6 +18,10 @@ use crate::Phase;
 /// can wait at once without sharing a waiter, and none is woken by the phases before. It
 /// also completes if the lifecycle is dropped.
 ///
+/// Polling it again while its phase has not come is one atomic load: a connection's task
+/// that holds one is polled at every request, and waiting on the channel's shared waiter
+/// list each time would put all connections behind one lock.
+///
 /// # Cancel safety
 ///
 /// Cancel safe: dropping it before completion loses nothing.
@@ -25,15 +29,25 @@ use crate::Phase;
 pub struct PhaseReached {
     target: Phase,
     inner: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// A second receiver of the milestone, to see without a lock whether it changed.
+    seen: watch::Receiver<bool>,
+    /// The waker `inner` registered when it last returned `Pending`.
+    registered: Option<Waker>,
 }
 
 impl PhaseReached {
     pub(crate) fn new(mut milestone: watch::Receiver<bool>, target: Phase) -> Self {
+        let seen = milestone.clone();
         let inner = Box::pin(async move {
             // An error means the lifecycle is gone, which is as far as phases go.
             let _ = milestone.wait_for(|reached| *reached).await;
         });
-        Self { target, inner }
+        Self {
+            target,
+            inner,
+            seen,
+            registered: None,
+        }
     }
 }
 
@@ -41,7 +55,25 @@ impl Future for PhaseReached {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.inner.as_mut().poll(cx)
+        // `inner` waits with the same waker and the milestone did not change since it was
+        // created: a change wakes that waker, and polling `inner` again would only take the
+        // channel's lock to store the waker it has. (A milestone changes once, to true, or
+        // closes; either wakes the waiter and shows in `has_changed`.)
+        if self
+            .registered
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+            && matches!(self.seen.has_changed(), Ok(false))
+        {
+            return Poll::Pending;
+        }
+        match self.inner.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(()),
+            Poll::Pending => {
+                self.registered = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }
 
