@@ -19,6 +19,9 @@
 //! - `drain`: from the signal until every connection is closed;
 //! - `tail`: from the slow response's last byte until the serve call returned;
 //! - memory per connection: resident memory growth divided by the connections.
+//!
+//! A third server, `close-only`, gives the floor: no HTTP, no graceful shutdown, every
+//! stream dropped at once at the signal.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each driver uses a part of it
@@ -39,7 +42,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const SERVERS: [&str; 2] = ["zdd", "hyper-util"];
+/// The two servers compared, and the floor: `close-only` answers the request of each
+/// connection with fixed bytes and, at SIGTERM, drops every stream at once from one task,
+/// with no HTTP and no graceful shutdown: what closing that many loopback sockets costs on
+/// the machine at hand.
+const SERVERS: [&str; 3] = ["zdd", "hyper-util", "close-only"];
 
 fn main() {
     if let Some(kind) = common::value("--server") {
@@ -75,26 +82,36 @@ fn main() {
     if curve.len() > 1 {
         println!("\ncurve, medians (drain per connection shows how cost grows):");
         println!(
-            "{:>12} {:>14} {:>16} {:>14} {:>16} {:>10}",
-            "connections", "zdd drain ms", "zdd us/conn", "h-u drain ms", "h-u us/conn", "ratio"
+            "{:>11} {:>12} {:>11} {:>12} {:>11} {:>12} {:>11} {:>9}",
+            "connections",
+            "zdd ms",
+            "us/conn",
+            "h-u ms",
+            "us/conn",
+            "floor ms",
+            "us/conn",
+            "zdd/h-u"
         );
-        for (connections, [zdd, baseline]) in &curve {
+        for (connections, [zdd, baseline, floor]) in &curve {
+            let ms = |m: &Measured| m.drain.as_secs_f64() * 1e3;
             let per = |m: &Measured| m.drain.as_secs_f64() * 1e6 / *connections as f64;
             println!(
-                "{connections:>12} {:>14.2} {:>16.2} {:>14.2} {:>16.2} {:>9.2}x",
-                zdd.drain.as_secs_f64() * 1e3,
+                "{connections:>11} {:>12.2} {:>11.2} {:>12.2} {:>11.2} {:>12.2} {:>11.2} {:>8.2}x",
+                ms(zdd),
                 per(zdd),
-                baseline.drain.as_secs_f64() * 1e3,
+                ms(baseline),
                 per(baseline),
-                zdd.drain.as_secs_f64() / baseline.drain.as_secs_f64()
+                ms(floor),
+                per(floor),
+                ms(zdd) / ms(baseline)
             );
         }
     }
 }
 
 /// `rounds` alternating rounds at `connections`; prints each and the medians, returns the
-/// medians of zdd and hyper-util.
-fn run(connections: usize, rounds: usize) -> [Measured; 2] {
+/// the medians of each server, in the order of [`SERVERS`].
+fn run(connections: usize, rounds: usize) -> [Measured; 3] {
     let mut results: Vec<(&str, Measured)> = Vec::new();
     for round in 0..rounds {
         let order: Vec<&str> = if round % 2 == 0 {
@@ -104,10 +121,13 @@ fn run(connections: usize, rounds: usize) -> [Measured; 2] {
         };
         for kind in order {
             let idle = measure(kind, connections, false);
-            let with_slow = measure(kind, connections, true);
-            let measured = Measured {
-                tail: with_slow.tail,
-                ..idle
+            let measured = if kind == "close-only" {
+                idle
+            } else {
+                Measured {
+                    tail: measure(kind, connections, true).tail,
+                    ..idle
+                }
             };
             println!(
                 "{connections} round {round} {kind:<10} drain {:>8.2} ms  tail {:>6.2} ms  memory {:>6} B/connection",
@@ -331,6 +351,7 @@ fn server(kind: &str) {
                     + report.time_in(zdd::Phase::Draining).unwrap_or_default();
                 (drain, returned)
             }
+            "close-only" => close_only(listener).await,
             _ => {
                 let drain = common::hyper_util_graceful(
                     listener,
@@ -346,4 +367,38 @@ fn server(kind: &str) {
         });
         println!("result drain_s={} tail_s={tail}", drain.as_secs_f64());
     });
+}
+
+/// The floor server (see [`SERVERS`]): (time to drop every stream, when it returned).
+async fn close_only(listener: tokio::net::TcpListener) -> (Duration, Instant) {
+    let streams = Arc::new(Mutex::new(Vec::new()));
+    let accept = async {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let streams = Arc::clone(&streams);
+            tokio::spawn(async move {
+                let mut buf = [0; 512];
+                let mut read = 0;
+                while !buf[..read].ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut buf[read..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => read += n,
+                    }
+                }
+                let response = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+                if stream.write_all(response).await.is_ok() {
+                    streams.lock().unwrap().push(stream);
+                }
+            });
+        }
+    };
+    tokio::select! {
+        _ = accept => {}
+        () = common::sigterm() => {}
+    }
+    let started = Instant::now();
+    drop(std::mem::take(&mut *streams.lock().unwrap()));
+    (started.elapsed(), Instant::now())
 }

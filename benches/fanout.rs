@@ -11,10 +11,12 @@
 //!
 //! Each stream sends a line at once and then one a second until it is ended; the client
 //! reads its first line, and once every stream is open the driver sends SIGTERM and each
-//! client reads to the end of its connection. The server reports:
-//! - `streams`: from the draining notice (zdd: [`Phase::Draining`](zdd::Phase::Draining)
-//!   reached; status quo: the token cancelled) until the last stream sent its end;
-//! - `closed`: from the notice until the serve call returned (every connection closed).
+//! client reads to the end of its connection. The server reports, from the moment it saw
+//! SIGTERM (zdd: a second handler beside zdd's own, so zdd's path from the signal through
+//! [`Phase::Unready`](zdd::Phase::Unready) to its draining notice is inside the figure;
+//! status quo: the handler that cancels the token):
+//! - `streams`: until the last stream sent its end;
+//! - `closed`: until the serve call returned (every connection closed).
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each driver uses a part of it
@@ -82,7 +84,7 @@ fn main() {
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
-    println!("\n{streams} streaming responses, {rounds} rounds, medians from the draining notice:");
+    println!("\n{streams} streaming responses, {rounds} rounds, medians from SIGTERM:");
     println!(
         "{:<12} {:>16} {:>12}",
         "server", "streams ended ms", "closed ms"
@@ -226,10 +228,12 @@ fn server(kind: &str) {
                 let mut lifecycle = zdd::Lifecycle::new(config);
                 lifecycle.listen_for_signals().unwrap();
                 let handle = lifecycle.handle();
+                // The signal as this server sees it: zdd's own handler starts the sequence,
+                // whose draining notice then ends the streams.
                 tokio::spawn({
-                    let (handle, notice) = (handle.clone(), Arc::clone(&notice));
+                    let notice = Arc::clone(&notice);
                     async move {
-                        handle.draining().await;
+                        common::sigterm().await;
                         *notice.lock().unwrap() = Some(Instant::now());
                     }
                 });
@@ -268,7 +272,7 @@ fn server(kind: &str) {
             }
         }
         let returned = Instant::now();
-        let notice = notice.lock().unwrap().expect("the draining notice came");
+        let notice = notice.lock().unwrap().expect("SIGTERM came");
         let ended = open.last_ended.lock().unwrap().expect("streams ended");
         println!(
             "result streams_s={} closed_s={}",

@@ -45,6 +45,7 @@ use std::{
     },
 };
 
+use crossbeam_utils::CachePadded;
 use tokio::{sync::watch, time::Instant};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -182,8 +183,10 @@ pub(crate) struct Shared {
     /// channel's waiters, so waking thousands of connections does not contend on one lock.
     phase_tx: watch::Sender<Phase>,
     /// A copy of the phase for the request path, where a plain atomic load is all we can
-    /// afford. Written (inside the watch's write lock) before watchers are woken.
-    phase_now: AtomicU8,
+    /// afford. Written (inside the watch's write lock) before watchers are woken. On a
+    /// cache line of its own: every connection reads it at every read and write, and it
+    /// must not share a line with the counts every request writes.
+    phase_now: CachePadded<AtomicU8>,
     /// One flag per phase, set once when it is reached. A task waiting for one phase
     /// subscribes to its flag only, so it is woken once, for that phase, instead of at every
     /// transition (ten thousand idle connections waiting for the drain are not woken when
@@ -196,8 +199,11 @@ pub(crate) struct Shared {
     pub(crate) force: CancellationToken,
     /// Handed to background tasks; cancelled when draining starts.
     pub(crate) cancel: CancellationToken,
-    pub(crate) requests: Counter,
-    pub(crate) connections: Counter,
+    /// Each count on its own cache line, away from the phase and from the reference count
+    /// of the `Arc` that holds this (with a 128-byte aligned field, the data starts on a
+    /// line after the `Arc`'s counts).
+    pub(crate) requests: CachePadded<Counter>,
+    pub(crate) connections: CachePadded<Counter>,
     pub(crate) tasks: TaskTracker,
     pub(crate) stats: Stats,
     pub(crate) health: Health,
@@ -212,14 +218,14 @@ impl Shared {
         Self {
             config,
             phase_tx: watch::Sender::new(Phase::Starting),
-            phase_now: AtomicU8::new(Phase::Starting as u8),
+            phase_now: CachePadded::new(AtomicU8::new(Phase::Starting as u8)),
             milestones: std::array::from_fn(|i| watch::Sender::new(i == 0)),
             entered: Mutex::new(entered),
             trigger: OnceLock::new(),
             force: CancellationToken::new(),
             cancel: CancellationToken::new(),
-            requests: Counter::default(),
-            connections: Counter::default(),
+            requests: CachePadded::default(),
+            connections: CachePadded::default(),
             tasks: TaskTracker::new(),
             stats: Stats::default(),
             health: Health::default(),
