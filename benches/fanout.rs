@@ -15,7 +15,7 @@
 //! SIGTERM (zdd: a second handler beside zdd's own, so zdd's path from the signal through
 //! [`Phase::Unready`](zdd::Phase::Unready) to its draining notice is inside the figure;
 //! status quo: the handler that cancels the token):
-//! - `streams`: until the last stream sent its end;
+//! - `first ended` and `all ended`: until the first and the last stream sent its end;
 //! - `closed`: until the serve call returned (every connection closed).
 
 #[path = "common/mod.rs"]
@@ -61,18 +61,19 @@ fn main() {
         );
         std::process::exit(2);
     }
-    let mut results: Vec<(&str, [f64; 2])> = Vec::new();
+    let mut results: Vec<(&str, [f64; 3])> = Vec::new();
     for round in 0..rounds {
         let mut order = SERVERS.to_vec();
         if round % 2 == 1 {
             order.reverse();
         }
         for kind in order {
-            let [ended, closed] = measure(kind, streams);
+            let measured = measure(kind, streams);
+            let [first, ended, closed] = measured;
             println!(
-                "round {round} {kind:<10} streams ended {ended:>8.2} ms  closed {closed:>8.2} ms"
+                "round {round} {kind:<10} first ended {first:>8.2} ms  all ended {ended:>8.2} ms  closed {closed:>8.2} ms"
             );
-            results.push((kind, [ended, closed]));
+            results.push((kind, measured));
         }
     }
     let median = |kind: &str, i: usize| {
@@ -86,25 +87,27 @@ fn main() {
     };
     println!("\n{streams} streaming responses, {rounds} rounds, medians from SIGTERM:");
     println!(
-        "{:<12} {:>16} {:>12}",
-        "server", "streams ended ms", "closed ms"
+        "{:<12} {:>15} {:>13} {:>10}",
+        "server", "first ended ms", "all ended ms", "closed ms"
     );
     for kind in SERVERS {
         println!(
-            "{kind:<12} {:>16.2} {:>12.2}",
+            "{kind:<12} {:>15.2} {:>13.2} {:>10.2}",
             median(kind, 0),
-            median(kind, 1)
+            median(kind, 1),
+            median(kind, 2)
         );
     }
     println!(
-        "zdd / hyper-util: streams ended {:.2}x, closed {:.2}x",
-        median("zdd", 0) / median("hyper-util", 0),
-        median("zdd", 1) / median("hyper-util", 1)
+        "zdd / hyper-util: all ended {:.2}x, closed {:.2}x",
+        median("zdd", 1) / median("hyper-util", 1),
+        median("zdd", 2) / median("hyper-util", 2)
     );
 }
 
-/// One server run with `streams` open streams: [ms until streams ended, ms until closed].
-fn measure(kind: &str, streams: usize) -> [f64; 2] {
+/// One server run with `streams` open streams: ms until the first stream ended, until the
+/// last did, and until the server returned.
+fn measure(kind: &str, streams: usize) -> [f64; 3] {
     let mut server = common::ServerProcess::start(kind);
     let port = server.port;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -156,16 +159,14 @@ fn measure(kind: &str, streams: usize) -> [f64; 2] {
     });
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{kind} server exited with {status}");
-    [
-        common::field(&result, "streams_s") * 1e3,
-        common::field(&result, "closed_s") * 1e3,
-    ]
+    ["first_s", "streams_s", "closed_s"].map(|name| common::field(&result, name) * 1e3)
 }
 
 /// The streams still open, and when the last one ended.
 #[derive(Default)]
 struct Open {
     count: AtomicUsize,
+    first_ended: Mutex<Option<Instant>>,
     last_ended: Mutex<Option<Instant>>,
 }
 
@@ -196,9 +197,14 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Counted<B> {
         let frame = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(None) = frame
             && let Some(open) = self.open.take()
-            && open.count.fetch_sub(1, Ordering::SeqCst) == 1
         {
-            *open.last_ended.lock().unwrap() = Some(Instant::now());
+            open.first_ended
+                .lock()
+                .unwrap()
+                .get_or_insert_with(Instant::now);
+            if open.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+                *open.last_ended.lock().unwrap() = Some(Instant::now());
+            }
         }
         frame
     }
@@ -273,10 +279,14 @@ fn server(kind: &str) {
         }
         let returned = Instant::now();
         let notice = notice.lock().unwrap().expect("SIGTERM came");
-        let ended = open.last_ended.lock().unwrap().expect("streams ended");
+        let since = |at: &Mutex<Option<Instant>>| {
+            let at = at.lock().unwrap().expect("streams ended");
+            at.saturating_duration_since(notice).as_secs_f64()
+        };
         println!(
-            "result streams_s={} closed_s={}",
-            ended.saturating_duration_since(notice).as_secs_f64(),
+            "result first_s={} streams_s={} closed_s={}",
+            since(&open.first_ended),
+            since(&open.last_ended),
             returned.saturating_duration_since(notice).as_secs_f64()
         );
     });

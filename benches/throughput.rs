@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo bench --bench throughput                          # 5 rounds of 5 s per server and protocol
 //! cargo bench --bench throughput -- --rounds 3 --seconds 3 --concurrency 32
+//! cargo bench --bench throughput -- --servers zdd,hyper-util --protocols h2c
 //! ```
 //!
 //! Client and server share the machine: on a small one, compare ratios, not absolute rates.
@@ -33,16 +34,18 @@ fn main() {
     let rounds: usize = common::arg("--rounds", 5);
     let seconds: u64 = common::arg("--seconds", 5);
     let concurrency: usize = common::arg("--concurrency", 32);
+    let servers = pick("--servers", &SERVERS);
+    let protocols = pick("--protocols", &PROTOCOLS);
     let checker = build_checker();
 
     let mut results: BTreeMap<(&str, &str), Vec<Measured>> = BTreeMap::new();
     for round in 0..rounds {
-        let mut order = SERVERS.to_vec();
+        let mut order = servers.clone();
         if round % 2 == 1 {
             order.reverse();
         }
         for kind in order {
-            for protocol in PROTOCOLS {
+            for &protocol in &protocols {
                 let measured = measure(&checker, kind, protocol, seconds, concurrency);
                 println!(
                     "round {round} {kind:<14} {protocol:<5} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.2} us/request",
@@ -70,13 +73,13 @@ fn main() {
         "p99/axum",
         "CPU/axum"
     );
-    for protocol in PROTOCOLS {
+    for &protocol in &protocols {
         let of = |kind: &str, f: fn(&Measured) -> f64| {
             median(&mut results[&(kind, protocol)].iter().map(f).collect())
         };
         let [rps, p50, p99, cpu]: [fn(&Measured) -> f64; 4] =
             [|m| m.rps, |m| m.p50, |m| m.p99, |m| m.cpu_us];
-        for kind in SERVERS {
+        for &kind in &servers {
             println!(
                 "{kind:<14} {protocol:<5} {:>10.0} {:>9.2} {:>9.2} {:>11.2} {:>9.3}x {:>9.3}x {:>9.3}x",
                 of(kind, rps),
@@ -89,6 +92,23 @@ fn main() {
             );
         }
     }
+}
+
+/// The names after `--name` (comma-separated) that are among `all`, or all of them; plain
+/// axum is always kept, as every ratio is to it.
+fn pick(name: &str, all: &[&'static str]) -> Vec<&'static str> {
+    let Some(wanted) = common::value(name) else {
+        return all.to_vec();
+    };
+    let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
+    if let Some(unknown) = wanted.iter().find(|w| !all.contains(w)) {
+        eprintln!("{name}: {unknown:?} is not one of {all:?}");
+        std::process::exit(2);
+    }
+    all.iter()
+        .copied()
+        .filter(|a| wanted.contains(a) || *a == "axum")
+        .collect()
 }
 
 /// One run.
