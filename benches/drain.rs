@@ -338,13 +338,7 @@ fn server(kind: &str) {
         let done = Arc::new(Mutex::new(None));
         let (drain, returned) = match kind {
             "zdd" => {
-                let config = zdd::Config::builder()
-                    .propagation_delay(Duration::ZERO)
-                    .drain_timeout(Duration::from_secs(20))
-                    .build()
-                    .unwrap();
-                let mut lifecycle = zdd::Lifecycle::new(config);
-                lifecycle.listen_for_signals().unwrap();
+                let lifecycle = common::draining_lifecycle();
                 let report = zdd::serve(listener, handler(Arc::clone(&done)), lifecycle).await;
                 let returned = Instant::now();
                 assert!(report.is_graceful(), "{report}");

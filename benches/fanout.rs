@@ -226,13 +226,7 @@ fn server(kind: &str) {
         let notice = Arc::new(Mutex::new(None::<Instant>));
         match kind {
             "zdd" => {
-                let config = zdd::Config::builder()
-                    .propagation_delay(Duration::ZERO)
-                    .drain_timeout(Duration::from_secs(20))
-                    .build()
-                    .unwrap();
-                let mut lifecycle = zdd::Lifecycle::new(config);
-                lifecycle.listen_for_signals().unwrap();
+                let lifecycle = common::draining_lifecycle();
                 let handle = lifecycle.handle();
                 // The signal as this server sees it: zdd's own handler starts the sequence,
                 // whose draining notice then ends the streams.

@@ -173,3 +173,19 @@ pub(crate) fn open_file_limit() -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024)
 }
+
+/// zdd's lifecycle for the drain benchmarks, listening for SIGTERM: no propagation delay
+/// (the measured time starts at the signal, and no load balancer is waiting), and a drain
+/// timeout long enough that nothing is forced.
+pub(crate) fn draining_lifecycle() -> zdd::Lifecycle {
+    let config = zdd::Config::builder()
+        .propagation_delay(Duration::ZERO)
+        .drain_timeout(Duration::from_secs(20))
+        .build()
+        .expect("a valid configuration");
+    let mut lifecycle = zdd::Lifecycle::new(config);
+    lifecycle
+        .listen_for_signals()
+        .expect("signal handlers install");
+    lifecycle
+}
