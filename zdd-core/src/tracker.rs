@@ -103,12 +103,14 @@ pub(crate) struct Counter {
 }
 
 impl Counter {
+    #[inline]
     fn acquire(&self) {
         // Relaxed, as in `Arc::clone`: the count only has to be exact, and releases order
         // themselves with the waiter below.
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[inline]
     fn release(&self) {
         if self.count.fetch_sub(1, Ordering::SeqCst) == 1 && self.closed.load(Ordering::SeqCst) {
             self.zero.notify_waiters();
@@ -152,6 +154,7 @@ impl PathSnippet {
         bytes: [0; 63],
     };
 
+    #[inline]
     fn new(path: &str) -> Self {
         let mut end = path.len().min(63);
         while !path.is_char_boundary(end) {
@@ -187,6 +190,7 @@ pub struct RequestGuard {
 }
 
 impl RequestGuard {
+    #[inline]
     pub(crate) fn new(shared: Arc<Shared>, request: Option<(&Method, &str)>) -> Self {
         shared.requests.acquire();
         let (method, path) = match request {
@@ -226,6 +230,7 @@ impl RequestGuard {
     }
 
     /// Marks the request complete and releases it.
+    #[inline]
     pub fn finish(mut self) {
         self.finished = true;
     }
@@ -233,23 +238,32 @@ impl RequestGuard {
 
 impl Drop for RequestGuard {
     /// Releases the request; the drain ends when the last one is released.
+    #[inline]
     fn drop(&mut self) {
         let phase = self.shared.phase();
         if phase.is_shutting_down() {
-            if self.finished {
-                Stats::bump(&self.shared.stats.requests_completed);
-            } else if phase >= Phase::Forcing {
-                Stats::bump(&self.shared.stats.requests_aborted);
-                crate::metrics::forced_close("request");
-                warn!(
-                    method = self.method.as_ref().map_or("", Method::as_str),
-                    path = self.path.as_str(),
-                    age_ms = self.age().as_millis() as u64,
-                    "request aborted by forced shutdown"
-                );
-            }
+            self.record_end(phase);
         }
         self.shared.requests.release();
+    }
+}
+
+impl RequestGuard {
+    /// Counts (and, when forced, logs) a request that ends during shutdown.
+    #[cold]
+    fn record_end(&self, phase: Phase) {
+        if self.finished {
+            Stats::bump(&self.shared.stats.requests_completed);
+        } else if phase >= Phase::Forcing {
+            Stats::bump(&self.shared.stats.requests_aborted);
+            crate::metrics::forced_close("request");
+            warn!(
+                method = self.method.as_ref().map_or("", Method::as_str),
+                path = self.path.as_str(),
+                age_ms = self.age().as_millis() as u64,
+                "request aborted by forced shutdown"
+            );
+        }
     }
 }
 

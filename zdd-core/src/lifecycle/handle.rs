@@ -171,6 +171,7 @@ impl LifecycleHandle {
     /// forced closed. The same as [`Self::track_request`] followed by
     /// [`RequestGuard::describe`], without moving the guard.
     #[must_use = "the request is tracked only while the guard is alive"]
+    #[inline]
     pub fn track_http_request(&self, method: &http::Method, path: &str) -> RequestGuard {
         RequestGuard::new(Arc::clone(&self.shared), Some((method, path)))
     }
