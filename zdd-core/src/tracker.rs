@@ -225,6 +225,7 @@ impl RequestGuard {
 
     /// The current phase, read with one atomic load.
     #[must_use]
+    #[inline]
     pub fn phase(&self) -> Phase {
         self.shared.phase()
     }
@@ -340,6 +341,7 @@ impl ConnectionGuard {
 
     /// The current phase, read with one atomic load.
     #[must_use]
+    #[inline]
     pub fn phase(&self) -> Phase {
         self.shared.phase()
     }

@@ -35,6 +35,7 @@ impl LifecycleHandle {
 
     /// The current phase. A single atomic load.
     #[must_use]
+    #[inline]
     pub fn phase(&self) -> Phase {
         self.shared.phase()
     }

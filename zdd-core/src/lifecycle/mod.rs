@@ -235,6 +235,7 @@ impl Shared {
     }
 
     /// The current phase, from the request-path atomic.
+    #[inline]
     pub(crate) fn phase(&self) -> Phase {
         // Acquire pairs with the Release store in `advance`, so a reader that sees a phase
         // also sees everything the sequence did before entering it.
