@@ -30,7 +30,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut lifecycle = Lifecycle::new(Config::from_env()?);
     lifecycle.listen_for_signals()?;
 
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", common::port()?)).await?;
+    let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
     common::print_banner(
         &format!("axum_hello {}", version.to_str().unwrap_or("?")),
         listener.local_addr()?,

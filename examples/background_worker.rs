@@ -41,7 +41,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         tracing::info!(jobs_done = job, "worker stopping");
     });
 
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", common::port()?)).await?;
+    let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
     common::print_banner("background_worker", listener.local_addr()?);
     println!("  try:   watch the jobs in the log, then Ctrl-C");
     let app = Router::new().route("/", get(|| async { "the worker runs in the background\n" }));

@@ -29,7 +29,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut lifecycle = Lifecycle::new(Config::from_env()?);
     lifecycle.listen_for_signals()?;
 
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", common::port()?)).await?;
+    let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
     let port = listener.local_addr()?.port();
     common::print_banner("prometheus", listener.local_addr()?);
     println!("  metrics: curl http://localhost:{port}/metrics");

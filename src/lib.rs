@@ -33,7 +33,8 @@
 //!     handle.readiness_check(Check::new("database", || async { Ok::<_, std::io::Error>(()) }));
 //!     handle.on_cleanup("database", std::time::Duration::from_secs(1), async { /* pool.close().await */ });
 //!
-//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//!     // A listen backlog sized for a server (tokio's `TcpListener::bind` asks for 128).
+//!     let listener = zdd::bind("0.0.0.0:3000".parse()?)?;
 //!     let app = Router::new().route("/", get(|| async { "hello" }));
 //!     // Probes at /health/{live,ready,startup}; requests tracked; phases obeyed.
 //!     let report = zdd::axum::serve(listener, app, lifecycle).await;
@@ -46,7 +47,7 @@
 //!
 //! # Features
 //!
-//! - `hyper` (default): [`serve`], the accept loop of `zdd-hyper`.
+//! - `hyper` (default): [`serve`], the accept loop of `zdd-hyper`, and [`bind`].
 //! - `signal` (default): [`Lifecycle::listen_for_signals`].
 //! - `metrics` (default): phases, work in flight, forced closes and check results through
 //!   the `metrics` facade (see [`metrics`]); install any recorder to export them.
@@ -62,7 +63,7 @@ pub use zdd_core::*;
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 #[doc(inline)]
-pub use zdd_hyper::{Listener, Serve, serve};
+pub use zdd_hyper::{Listener, Serve, bind, serve};
 
 /// Serving an axum `Router`; see `zdd-axum`.
 #[cfg(feature = "axum")]

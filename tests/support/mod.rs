@@ -224,7 +224,35 @@ impl Instance {
         port: u16,
         env: &[(&str, &str)],
     ) -> Self {
-        let mut child = Command::new(binary)
+        Self::start_command(Command::new(binary), name, version, port, env)
+    }
+
+    /// Starts `binary` with at most `limit` open file descriptors (the shell's `ulimit -n`,
+    /// then `exec`, so signals reach the server itself).
+    pub fn start_with_fd_limit(
+        binary: &Path,
+        limit: u32,
+        name: &str,
+        version: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\""))
+            .arg(binary);
+        Self::start_command(command, name, version, port, env)
+    }
+
+    fn start_command(
+        mut command: Command,
+        name: &str,
+        version: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut child = command
             .env("PORT", port.to_string())
             .env("APP_VERSION", version)
             .env_remove("KUBERNETES_SERVICE_HOST")

@@ -8,13 +8,13 @@ use std::{
     time::Duration,
 };
 
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::{
     Phase, Trigger, hooks,
     lifecycle::{PhaseReached, Shared},
     report::{ForceReason, ShutdownReport},
-    tracker::Stats,
+    tracker::{ABORTS_LOGGED, Stats},
 };
 
 /// How long forcing waits for servers to close what is left. It comes out of the
@@ -45,24 +45,49 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
     shared.tasks.close();
     if force.is_none() {
         let drain_timeout = shared.config.drain_timeout();
+        // Biased: a drain that is over when the deadline comes is over, not forced (with a
+        // zero timeout both are ready at once).
         force = tokio::select! {
+            biased;
             () = drained(shared) => None,
-            () = sleep(drain_timeout) => Some(ForceReason::DrainTimeout),
             () = shared.force.cancelled() => Some(ForceReason::Requested),
+            () = sleep(drain_timeout) => Some(ForceReason::DrainTimeout),
         };
     }
 
     // Forcing: servers close whatever is left; give them a bounded moment to do it.
     if let Some(reason) = force {
-        warn!(
-            reason = ?reason,
-            in_flight_requests = shared.requests.len(),
-            open_connections = shared.connections.len(),
-            running_tasks = shared.tasks.len(),
-            "drain did not finish; forcing"
-        );
-        shared.advance(Phase::Forcing);
-        let _ = timeout(FORCE_WAIT, drained(shared)).await;
+        let deadline = Instant::now() + FORCE_WAIT;
+        // At the drain deadline with no request and no connection open, forcing would close
+        // nothing: what is left are tasks, such as an accept loop that has been told to stop
+        // and has not yet run (a zero drain timeout reaches its deadline before any other
+        // task is polled). They get the force wait to end on their own, and only if they do
+        // not is the drain forced.
+        let settled = reason == ForceReason::DrainTimeout
+            && shared.connections.len() == 0
+            && shared.requests.len() == 0
+            && timeout_at(deadline, drained(shared)).await.is_ok();
+        if settled {
+            force = None;
+        } else {
+            warn!(
+                reason = ?reason,
+                in_flight_requests = shared.requests.len(),
+                open_connections = shared.connections.len(),
+                running_tasks = shared.tasks.len(),
+                "drain did not finish; forcing"
+            );
+            shared.advance(Phase::Forcing);
+            let _ = timeout_at(deadline, drained(shared)).await;
+            let aborted = Stats::get(&shared.stats.requests_aborted);
+            if aborted > ABORTS_LOGGED {
+                warn!(
+                    requests_aborted = aborted,
+                    logged = ABORTS_LOGGED,
+                    "requests aborted by forced shutdown, only the first logged one by one"
+                );
+            }
+        }
     }
 
     // CleaningUp: nothing uses the resources any more, close them newest first.
@@ -145,10 +170,20 @@ async fn drained(shared: &Shared) {
         shared.requests.wait().await;
         shared.connections.wait().await;
         shared.tasks.wait().await;
-        if shared.requests.len() == 0 && shared.connections.len() == 0 && shared.tasks.is_empty() {
+        if is_drained(shared) {
             return;
         }
     }
+}
+
+/// Whether nothing is left, read producers first. Tasks open connections (the accept loop
+/// is a tracked task) and connections open requests, so each count is read only after
+/// everything that could still add to it is gone: a task that counted a connection and then
+/// ended is seen either as a running task or, through the task count's acquire/release
+/// pair, with its connection counted. Read the other way round, the drain could read zero
+/// connections, then see the accept loop end with a connection it had just counted.
+fn is_drained(shared: &Shared) -> bool {
+    shared.tasks.is_empty() && shared.connections.len() == 0 && shared.requests.len() == 0
 }
 
 /// Each entered phase lasted until the next entered one.

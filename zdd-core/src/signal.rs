@@ -1,11 +1,20 @@
-//! OS signals: `SIGTERM` and `SIGINT` start the sequence, a second `SIGINT` forces, a third
-//! signal ends the process from the signal handler.
+//! OS signals: `SIGTERM` and `SIGINT` start the sequence, a second `SIGINT` forces, and
+//! further signals end the process only when its runtime is wedged.
 //!
 //! Signals are read on a dedicated thread (signal-hook's iterator), not on the async runtime,
-//! so they are seen even when every runtime worker is blocked. After the second signal the
-//! thread arms a handler registered with signal-hook's `register_conditional_shutdown`,
-//! which runs inside the signal handler itself: the third signal ends the process with
-//! `128 + signal number` whatever the rest of the process is doing.
+//! so they are seen even when every runtime worker is blocked. On every signal after the
+//! first, the thread asks the runtime for a sign of life: it spawns a tiny task and waits up
+//! to [`RESPONSIVE_WITHIN`] for it to run. A runtime that answers is making progress, and
+//! repeated signals are logged and ignored: a supervisor that sends ten `SIGTERM`s in a row
+//! does not cut a healthy drain short. A runtime that does not answer is wedged: the thread
+//! arms a handler registered with signal-hook's `register_conditional_shutdown`, which runs
+//! inside the signal handler itself, so the next signal ends the process with
+//! `128 + signal number` whatever the rest of the process is doing (a third or later signal
+//! seen by the thread ends it too).
+//!
+//! When signals are listened for outside a Tokio runtime there is no runtime to ask; the
+//! thread then takes every runtime to be wedged, which is the plain count: the third signal
+//! ends the process.
 //!
 //! Enable it with [`Lifecycle::listen_for_signals`](crate::Lifecycle::listen_for_signals).
 
@@ -16,6 +25,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
+    time::Duration,
 };
 
 use signal_hook::{
@@ -27,6 +37,10 @@ use signal_hook::{
 };
 
 use crate::{LifecycleHandle, SecondSigterm, Trigger};
+
+/// How long a runtime has to run a spawned task before it counts as wedged. A runtime that
+/// is making progress, however loaded, runs a new task within milliseconds.
+const RESPONSIVE_WITHIN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Signal {
@@ -59,7 +73,9 @@ pub(crate) enum Action {
     Trigger(Trigger),
     Force(Trigger),
     Ignore,
-    Exit(i32),
+    /// A signal past those with a meaning: ends the process with this code if the runtime
+    /// is wedged, and is ignored otherwise.
+    ExitIfWedged(i32),
 }
 
 /// Decides what each signal means, from how many came before it.
@@ -71,7 +87,10 @@ pub(crate) struct SignalCounter {
 
 impl SignalCounter {
     pub(crate) fn new(second_sigterm: SecondSigterm) -> Self {
-        Self { received: 0, second_sigterm }
+        Self {
+            received: 0,
+            second_sigterm,
+        }
     }
 
     pub(crate) fn on_signal(&mut self, signal: Signal) -> Action {
@@ -83,14 +102,26 @@ impl SignalCounter {
                 SecondSigterm::Force => Action::Force(Trigger::Sigterm),
                 SecondSigterm::Ignore => Action::Ignore,
             },
-            _ => Action::Exit(signal.exit_code()),
+            _ => Action::ExitIfWedged(signal.exit_code()),
         }
     }
 
-    /// From now on, the next signal ends the process.
-    pub(crate) fn next_exits(&self) -> bool {
+    /// Whether this signal repeats an earlier one, so the runtime's health decides what the
+    /// next signals do.
+    pub(crate) fn is_repeated(&self) -> bool {
         self.received >= 2
     }
+}
+
+/// Whether `runtime` runs a newly spawned task within [`RESPONSIVE_WITHIN`]. Blocks the
+/// calling thread (the signal thread) for at most that long.
+fn responsive(runtime: Option<&tokio::runtime::Handle>) -> bool {
+    let Some(runtime) = runtime else { return false };
+    let (alive, answer) = std::sync::mpsc::sync_channel(1);
+    drop(runtime.spawn(async move {
+        let _ = alive.send(());
+    }));
+    answer.recv_timeout(RESPONSIVE_WITHIN).is_ok()
 }
 
 /// Listens until dropped.
@@ -106,39 +137,80 @@ impl SignalListener {
         let armed = Arc::new(AtomicBool::new(false));
         let mut exit_hooks = Vec::with_capacity(2);
         for signal in [Signal::Term, Signal::Int] {
-            let raw = if signal == Signal::Term { SIGTERM } else { SIGINT };
-            exit_hooks.push(flag::register_conditional_shutdown(raw, signal.exit_code(), Arc::clone(&armed))?);
+            let raw = if signal == Signal::Term {
+                SIGTERM
+            } else {
+                SIGINT
+            };
+            exit_hooks.push(flag::register_conditional_shutdown(
+                raw,
+                signal.exit_code(),
+                Arc::clone(&armed),
+            )?);
         }
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
         let control = signals.handle();
         let lifecycle = handle.downgrade();
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let mut counter = SignalCounter::new(handle.config().second_sigterm());
-        let thread = std::thread::Builder::new().name("zdd-signals".to_owned()).spawn(move || {
-            for raw in signals.forever() {
-                let signal = Signal::from_raw(raw);
-                let action = counter.on_signal(signal);
-                // SeqCst: the handler reads this flag from signal context on another thread.
-                armed.store(counter.next_exits(), Ordering::SeqCst);
-                let Some(handle) = lifecycle.upgrade() else { return };
-                match action {
-                    Action::Trigger(trigger) => {
-                        handle.trigger(trigger);
+        let thread = std::thread::Builder::new()
+            .name("zdd-signals".to_owned())
+            .spawn(move || {
+                for raw in signals.forever() {
+                    let signal = Signal::from_raw(raw);
+                    let action = counter.on_signal(signal);
+                    let Some(handle) = lifecycle.upgrade() else {
+                        return;
+                    };
+                    match action {
+                        Action::Trigger(trigger) => {
+                            handle.trigger(trigger);
+                        }
+                        Action::Force(trigger) => {
+                            warn!(signal = trigger.as_str(), "second signal: forcing");
+                            handle.shared.force(trigger);
+                        }
+                        Action::Ignore | Action::ExitIfWedged(_) => {}
                     }
-                    Action::Force(trigger) => {
-                        warn!(signal = trigger.as_str(), "second signal: forcing");
-                        handle.shared.force(trigger);
+                    drop(handle);
+                    if !counter.is_repeated() {
+                        continue;
                     }
-                    Action::Ignore => {
-                        warn!(signal = signal.trigger().as_str(), "repeated signal ignored; the next one ends the process");
-                    }
-                    Action::Exit(code) => {
-                        error!(code, "third signal: exiting now");
-                        low_level::exit(code);
+                    let wedged = !responsive(runtime.as_ref());
+                    // SeqCst: the handler reads this flag from signal context on another thread.
+                    armed.store(wedged, Ordering::SeqCst);
+                    let name = signal.trigger().as_str();
+                    match (action, wedged) {
+                        (Action::ExitIfWedged(code), true) => {
+                            error!(
+                                signal = name,
+                                code,
+                                "repeated signal and the runtime is not responding: exiting now"
+                            );
+                            low_level::exit(code);
+                        }
+                        (_, true) => {
+                            warn!(
+                                signal = name,
+                                within_ms = RESPONSIVE_WITHIN.as_millis() as u64,
+                                "the runtime is not responding; the next signal ends the process"
+                            );
+                        }
+                        (Action::Ignore | Action::ExitIfWedged(_), false) => {
+                            warn!(
+                                signal = name,
+                                "repeated signal ignored: the runtime is making progress"
+                            );
+                        }
+                        (Action::Trigger(_) | Action::Force(_), false) => {}
                     }
                 }
-            }
-        })?;
-        Ok(Self { control, exit_hooks, thread: Some(thread) })
+            })?;
+        Ok(Self {
+            control,
+            exit_hooks,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -168,17 +240,26 @@ mod tests {
 
     #[test]
     fn first_signal_triggers_with_its_kind() {
-        assert_eq!(SignalCounter::new(SecondSigterm::Ignore).on_signal(Signal::Term), Action::Trigger(Trigger::Sigterm));
-        assert_eq!(SignalCounter::new(SecondSigterm::Ignore).on_signal(Signal::Int), Action::Trigger(Trigger::Sigint));
+        assert_eq!(
+            SignalCounter::new(SecondSigterm::Ignore).on_signal(Signal::Term),
+            Action::Trigger(Trigger::Sigterm)
+        );
+        assert_eq!(
+            SignalCounter::new(SecondSigterm::Ignore).on_signal(Signal::Int),
+            Action::Trigger(Trigger::Sigint)
+        );
     }
 
     #[test]
     fn second_sigint_forces_and_second_sigterm_follows_the_policy() {
         let mut counter = SignalCounter::new(SecondSigterm::Ignore);
         counter.on_signal(Signal::Term);
-        assert!(!counter.next_exits());
-        assert_eq!(counter.on_signal(Signal::Int), Action::Force(Trigger::Sigint));
-        assert!(counter.next_exits());
+        assert!(!counter.is_repeated());
+        assert_eq!(
+            counter.on_signal(Signal::Int),
+            Action::Force(Trigger::Sigint)
+        );
+        assert!(counter.is_repeated());
 
         let mut ignoring = SignalCounter::new(SecondSigterm::Ignore);
         ignoring.on_signal(Signal::Term);
@@ -186,15 +267,33 @@ mod tests {
 
         let mut forcing = SignalCounter::new(SecondSigterm::Force);
         forcing.on_signal(Signal::Term);
-        assert_eq!(forcing.on_signal(Signal::Term), Action::Force(Trigger::Sigterm));
+        assert_eq!(
+            forcing.on_signal(Signal::Term),
+            Action::Force(Trigger::Sigterm)
+        );
     }
 
     #[test]
-    fn third_signal_exits_with_128_plus_its_number() {
+    fn later_signals_exit_with_128_plus_their_number_if_wedged() {
         let mut counter = SignalCounter::new(SecondSigterm::Ignore);
         counter.on_signal(Signal::Term);
         counter.on_signal(Signal::Term);
-        assert_eq!(counter.on_signal(Signal::Term), Action::Exit(143));
-        assert_eq!(counter.on_signal(Signal::Int), Action::Exit(130));
+        assert_eq!(counter.on_signal(Signal::Term), Action::ExitIfWedged(143));
+        assert_eq!(counter.on_signal(Signal::Int), Action::ExitIfWedged(130));
+    }
+
+    #[test]
+    fn a_runtime_that_runs_tasks_is_responsive_and_no_runtime_is_not() {
+        assert!(!responsive(None), "no runtime to ask counts as wedged");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let handle = runtime.handle().clone();
+        // A blocked runtime is shown by the wedged child process in tests/signals.rs.
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let driver = std::thread::spawn(move || runtime.block_on(stopped));
+        assert!(responsive(Some(&handle)));
+        stop.send(()).unwrap();
+        driver.join().unwrap().unwrap();
     }
 }

@@ -41,6 +41,11 @@ use tokio::sync::Notify;
 
 use crate::{Phase, lifecycle::Shared};
 
+/// How many requests aborted by forcing are logged one by one. Forcing a thousand streams
+/// must not write a thousand lines: the rest are counted, and the sequence logs one line
+/// with the total (the report has it too).
+pub(crate) const ABORTS_LOGGED: u64 = 10;
+
 /// Counters for the report. Relaxed ordering is enough: they are only read after the drain,
 /// and the counters' own synchronisation orders every release before the drain ends.
 #[derive(Debug, Default)]
@@ -256,14 +261,20 @@ impl RequestGuard {
         if self.finished {
             Stats::bump(&self.shared.stats.requests_completed);
         } else if phase >= Phase::Forcing {
-            Stats::bump(&self.shared.stats.requests_aborted);
+            let aborted = self
+                .shared
+                .stats
+                .requests_aborted
+                .fetch_add(1, Ordering::Relaxed);
             crate::metrics::forced_close("request");
-            warn!(
-                method = self.method.as_ref().map_or("", Method::as_str),
-                path = self.path.as_str(),
-                age_ms = self.age().as_millis() as u64,
-                "request aborted by forced shutdown"
-            );
+            if aborted < ABORTS_LOGGED {
+                warn!(
+                    method = self.method.as_ref().map_or("", Method::as_str),
+                    path = self.path.as_str(),
+                    age_ms = self.age().as_millis() as u64,
+                    "request aborted by forced shutdown"
+                );
+            }
         }
     }
 }

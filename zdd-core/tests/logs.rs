@@ -91,3 +91,61 @@ async fn transitions_triggers_and_aborted_requests_are_structured_events() {
         "every event has the zdd target"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn forcing_many_requests_logs_a_bounded_number_of_lines() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let config = Config::builder()
+        .propagation_delay(Duration::ZERO)
+        .drain_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let lifecycle = Lifecycle::new(config);
+    let handle = lifecycle.handle();
+    let streams: Vec<_> = (0..1_000)
+        .map(|_| {
+            handle
+                .track_request()
+                .describe(&http::Method::GET, "/events")
+        })
+        .collect();
+    let sequence = tokio::spawn(lifecycle.run());
+    handle.shutdown();
+    handle.reached(zdd_core::Phase::Forcing).await;
+    drop(streams);
+    let report = sequence.await.unwrap();
+    assert_eq!(
+        report.requests_aborted(),
+        1_000,
+        "the report keeps the full count"
+    );
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let one_by_one = logs
+        .lines()
+        .filter(|l| l.contains("request aborted by forced shutdown"))
+        .count();
+    assert_eq!(one_by_one, 10, "{logs}");
+    let summary = logs
+        .lines()
+        .find(|l| l.contains("only the first logged one by one"))
+        .unwrap_or_else(|| panic!("no summary line in:\n{logs}"));
+    assert!(
+        summary.contains("WARN")
+            && summary.contains("requests_aborted=1000")
+            && summary.contains("logged=10"),
+        "{summary}"
+    );
+    assert!(
+        logs.lines().count() < 40,
+        "{} lines:\n{logs}",
+        logs.lines().count()
+    );
+}

@@ -347,3 +347,73 @@ async fn the_prestop_wait_is_taken_off_the_propagation_delay() {
     let report = lifecycle.run().await;
     assert_eq!(report.time_in(Phase::Unready), Some(Duration::from_secs(2)));
 }
+
+/// What a server's accept loop does: a tracked task that, once draining starts, takes one
+/// more turn (serving its queue) and ends. The yield lets the runtime's timers run first, as
+/// they may on a busy runtime.
+fn accept_loop_like(handle: &zdd_core::LifecycleHandle) {
+    let draining = handle.draining();
+    drop(handle.spawn(|_token| async move {
+        draining.await;
+        tokio::task::yield_now().await;
+    }));
+}
+
+#[test]
+fn a_zero_drain_timeout_with_nothing_in_flight_is_graceful_every_time() {
+    let zero = || {
+        Config::builder()
+            .propagation_delay(Duration::ZERO)
+            .drain_timeout(Duration::ZERO)
+            .build()
+            .unwrap()
+    };
+    // Both runtime flavours, many rounds: the deadline and the end of the drain are ready
+    // at the same moment, so any coin toss between them shows within a few rounds.
+    for multi_thread in [false, true] {
+        let runtime = if multi_thread {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
+        .unwrap();
+        for round in 0..200 {
+            let report = runtime.block_on(async {
+                let lifecycle = Lifecycle::new(zero());
+                let handle = lifecycle.handle();
+                if round % 2 == 1 {
+                    accept_loop_like(&handle);
+                }
+                handle.shutdown();
+                lifecycle.run().await
+            });
+            assert!(
+                report.is_graceful(),
+                "round {round} (multi-thread: {multi_thread}): {report}"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_deadline_tasks_alone_get_the_force_wait_before_forcing() {
+    let lifecycle = Lifecycle::new(config(0, 3, 1));
+    let handle = lifecycle.handle();
+    // Ends half a second after the drain deadline, inside the force wait.
+    let _late = handle.spawn(|token| async move {
+        token.cancelled().await;
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+    });
+    let sequence = tokio::spawn(lifecycle.run());
+    let triggered = Instant::now();
+    handle.shutdown();
+    let report = sequence.await.unwrap();
+    assert_eq!(triggered.elapsed(), Duration::from_millis(3_500));
+    assert!(report.is_graceful(), "{report}");
+    assert_eq!(report.time_in(Phase::Forcing), None);
+}

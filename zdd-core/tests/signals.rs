@@ -30,16 +30,21 @@ fn child_entry_point() {
         .enable_all()
         .build()
         .unwrap();
+    // The burst scenario drains at once; the others hold in Unready.
+    let propagation = if scenario == "burst" { 0 } else { 60 };
     let config = Config::builder()
-        .propagation_delay(Duration::from_secs(60))
+        .propagation_delay(Duration::from_secs(propagation))
         .drain_timeout(Duration::from_secs(60))
         .grace_period(Duration::from_secs(200))
         .build()
         .unwrap();
-    let mut lifecycle = Lifecycle::new(config);
-    lifecycle.listen_for_signals().unwrap();
+    let lifecycle = runtime.block_on(async {
+        let mut lifecycle = Lifecycle::new(config);
+        lifecycle.listen_for_signals().unwrap();
+        lifecycle
+    });
     let handle = lifecycle.handle();
-    let _in_flight = handle.track_request();
+    let in_flight = handle.track_request();
     eprintln!("child ready");
     match scenario.as_str() {
         "wedged" => runtime.block_on(async {
@@ -53,6 +58,23 @@ fn child_entry_point() {
             eprintln!("child report exit code {}", report.exit_code());
             std::process::exit(report.exit_code());
         }
+        "burst" => {
+            // The request finishes when the parent says so on stdin.
+            let report = runtime.block_on(async move {
+                let sequence = tokio::spawn(lifecycle.run());
+                tokio::task::spawn_blocking(|| std::io::stdin().lines().next())
+                    .await
+                    .unwrap();
+                in_flight.finish();
+                sequence.await.unwrap()
+            });
+            eprintln!(
+                "child report exit code {} completed {}",
+                report.exit_code(),
+                report.requests_completed()
+            );
+            std::process::exit(report.exit_code());
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -60,6 +82,18 @@ fn child_entry_point() {
 struct ChildProcess {
     child: Child,
     lines: mpsc::Receiver<String>,
+}
+
+/// Sends `count` signals named `name` at once, without waiting in between.
+fn burst(pid: u32, name: &str, count: usize) {
+    let pid = pid.to_string();
+    for _ in 0..count {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
 }
 
 impl ChildProcess {
@@ -72,6 +106,7 @@ impl ChildProcess {
                 "--test-threads=1",
             ])
             .env(CHILD_ENV, scenario)
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -134,7 +169,7 @@ fn a_third_signal_ends_a_wedged_process_from_the_handler() {
     child.signal("TERM");
     child.wait_for("shutdown triggered");
     child.signal("TERM");
-    child.wait_for("repeated signal ignored");
+    child.wait_for("the runtime is not responding; the next signal ends the process");
     child.signal("TERM");
     assert_eq!(
         child.exit_code(),
@@ -162,4 +197,28 @@ fn a_second_sigint_skips_to_forcing() {
         Some(1),
         "the held request was forced: not graceful"
     );
+}
+
+#[test]
+fn a_burst_of_sigterms_does_not_end_a_healthy_drain() {
+    let mut child = ChildProcess::start("burst");
+    child.signal("TERM");
+    child.wait_for("shutdown triggered");
+    child.wait_for(r#"phase="draining""#);
+    // A misconfigured supervisor: nine more, as fast as they can be sent. The kernel merges
+    // a signal that arrives while the same one is pending, so the burst may be seen as
+    // fewer; two more after it, each awaited, make sure at least four reach the process.
+    let ignored = "repeated signal ignored: the runtime is making progress";
+    burst(child.child.id(), "TERM", 9);
+    child.wait_for(ignored);
+    for _ in 0..2 {
+        child.signal("TERM");
+        child.wait_for(ignored);
+    }
+    // The drain goes on: finish the request.
+    let mut stdin = child.child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"finish\n").unwrap();
+    drop(stdin);
+    child.wait_for("child report exit code 0 completed 1");
+    assert_eq!(child.exit_code(), Some(0), "the drain ended gracefully");
 }

@@ -2,7 +2,6 @@
 //! and the connection deadlines to it.
 
 use std::{
-    future::Future,
     pin::pin,
     sync::{
         Arc,
@@ -130,6 +129,7 @@ enum Stage {
 /// Serves one connection to its end.
 pub(crate) async fn serve_connection<I, S>(
     io: I,
+    guard: ConnectionGuard,
     service: S,
     builder: Arc<Builder<TokioExecutor>>,
     handle: LifecycleHandle,
@@ -139,7 +139,7 @@ pub(crate) async fn serve_connection<I, S>(
     S: HttpService,
 {
     let accepted = Instant::now();
-    let state = Arc::new(ConnState::new(handle.track_connection()));
+    let state = Arc::new(ConnState::new(guard));
     let io = TrackedIo::new(io, Arc::clone(&state), handle.reached(Phase::Forcing));
     let service = ConnService {
         inner: TowerToHyperService::new(service),
@@ -220,16 +220,4 @@ async fn reached(phase: &mut Option<PhaseReached>) {
         Some(phase) => phase.await,
         None => std::future::pending().await,
     }
-}
-
-/// Polls `future` once: its output if it is ready now, else `None`.
-pub(crate) async fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
-    let mut future = pin!(future);
-    std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(match future.as_mut().poll(cx) {
-            std::task::Poll::Ready(output) => Some(output),
-            std::task::Poll::Pending => None,
-        })
-    })
-    .await
 }

@@ -29,7 +29,7 @@
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let mut lifecycle = Lifecycle::new(Config::from_env()?);
 //!     lifecycle.listen_for_signals()?;
-//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:3000").await?;
+//!     let listener = zdd_hyper::bind("0.0.0.0:3000".parse()?)?;
 //!     let hello = tower::service_fn(|_req: Request<Incoming>| async {
 //!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
 //!     });
@@ -50,7 +50,7 @@ mod service;
 
 #[doc(inline)]
 pub use self::{
-    listener::Listener,
+    listener::{Listener, bind},
     serve::{Serve, serve},
     service::HttpService,
 };

@@ -1,7 +1,17 @@
-//! Where connections come from: a small trait, open for TLS acceptors and other transports.
+//! Where connections come from: a small trait, open for TLS acceptors and other transports,
+//! and [`bind`], which opens a TCP listener with a backlog sized for a server.
 
-use std::{fmt, future::Future, io};
+use std::{
+    fmt,
+    future::Future,
+    io,
+    net::SocketAddr,
+    os::fd::AsFd,
+    pin::pin,
+    task::{Context, Poll, Waker},
+};
 
+use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A source of connections for [`serve`](crate::serve).
@@ -11,8 +21,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// transport in front of the same loop: accept the inner connection, do the handshake, and
 /// return the stream.
 ///
-/// `accept` must be cancel safe: during the drain, the loop polls it once more to serve
-/// connections already waiting in the backlog, and drops it when nothing is ready.
+/// `accept` must be cancel safe: the loop drops it when draining starts. During the drain
+/// the loop takes what the kernel already queued with [`Listener::accept_queued`], then
+/// closes the listener.
 ///
 /// # Examples
 ///
@@ -71,6 +82,33 @@ pub trait Listener: Send + 'static {
     /// aborted) are skipped by the loop; others are logged and retried after a short pause.
     fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Io, Self::Addr)>> + Send;
 
+    /// Takes a connection that is already waiting, without waiting for one: `None` when
+    /// nothing is queued.
+    ///
+    /// The drain calls this until it returns `None` before it closes the listener, because
+    /// closing a listener resets every connection still in its queue. The TCP and Unix
+    /// listeners ask the kernel directly (an `accept` system call on the listening socket),
+    /// so a connection queued a moment ago is found even before the runtime has seen the
+    /// socket turn readable. The default polls [`Listener::accept`] once, which only finds
+    /// what the runtime already knows of: override it when the transport can ask its
+    /// source directly.
+    ///
+    /// # Errors
+    ///
+    /// As [`Listener::accept`]. Running out of file descriptors is an error here too: the
+    /// loop then waits for connections to close and asks again, rather than closing the
+    /// listener on a full queue.
+    fn accept_queued(&mut self) -> Option<io::Result<(Self::Io, Self::Addr)>> {
+        let mut accept = pin!(self.accept());
+        match accept
+            .as_mut()
+            .poll(&mut Context::from_waker(Waker::noop()))
+        {
+            Poll::Ready(accepted) => Some(accepted),
+            Poll::Pending => None,
+        }
+    }
+
     /// The local address.
     ///
     /// # Errors
@@ -90,6 +128,15 @@ impl Listener for tokio::net::TcpListener {
         Ok((stream, addr))
     }
 
+    fn accept_queued(&mut self) -> Option<io::Result<(Self::Io, Self::Addr)>> {
+        queued(self, |socket| {
+            let stream = Self::Io::from_std(socket.into())?;
+            let _ = stream.set_nodelay(true);
+            let addr = stream.peer_addr()?;
+            Ok((stream, addr))
+        })
+    }
+
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Self::local_addr(self)
     }
@@ -103,9 +150,74 @@ impl Listener for tokio::net::UnixListener {
         Self::accept(self).await
     }
 
+    fn accept_queued(&mut self) -> Option<io::Result<(Self::Io, Self::Addr)>> {
+        queued(self, |socket| {
+            let stream = Self::Io::from_std(socket.into())?;
+            let addr = stream.peer_addr()?;
+            Ok((stream, addr))
+        })
+    }
+
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Self::local_addr(self)
     }
+}
+
+/// One `accept` system call on a non-blocking listening socket, the accepted socket made
+/// non-blocking and handed to `into`: `None` when the queue is empty.
+fn queued<T>(
+    listener: &impl AsFd,
+    into: impl FnOnce(socket2::Socket) -> io::Result<T>,
+) -> Option<io::Result<T>> {
+    match SockRef::from(listener).accept() {
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
+        Err(error) => Some(Err(error)),
+        Ok((socket, _)) => Some(socket.set_nonblocking(true).and_then(|()| into(socket))),
+    }
+}
+
+/// The listen backlog [`bind`] asks for when the system's limit cannot be read.
+const FALLBACK_BACKLOG: u32 = 1024;
+
+/// Binds a TCP listener for a server: `SO_REUSEADDR` (so a restarted server can bind while
+/// old connections linger in `TIME_WAIT`) and a listen backlog as large as the system allows
+/// (`net.core.somaxconn`, 4096 on current Linux; 1024 where it cannot be read).
+///
+/// `tokio::net::TcpListener::bind` asks for a backlog of 128, which a burst of connections
+/// overflows: the kernel then drops connection attempts before the server ever sees them.
+///
+/// # Errors
+///
+/// When the socket cannot be created, bound (the address is in use, or not local) or put
+/// in the listening state.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let listener = zdd_hyper::bind("127.0.0.1:0".parse().unwrap())?;
+/// assert!(listener.local_addr()?.port() > 0);
+/// # Ok(())
+/// # }
+/// ```
+pub fn bind(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog())
+}
+
+/// The system's largest listen backlog, or [`FALLBACK_BACKLOG`].
+fn backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|limit| limit.trim().parse::<u32>().ok())
+        .filter(|limit| *limit > 0)
+        .map_or(FALLBACK_BACKLOG, |limit| limit.min(i32::MAX as u32))
 }
 
 /// Errors about a single connection, after which accepting can go on at once.

@@ -2,7 +2,6 @@
 
 use std::{
     future::{Future, IntoFuture},
-    io,
     pin::Pin,
     sync::Arc,
     time::Duration,
@@ -11,11 +10,11 @@ use std::{
 use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
-use zdd_core::{Lifecycle, LifecycleHandle, ProbePaths, ShutdownReport, layer::ZddLayer};
+use zdd_core::{Lifecycle, LifecycleHandle, Phase, ProbePaths, ShutdownReport, layer::ZddLayer};
 
 use crate::{
     HttpService, Listener,
-    conn::{Deadlines, now_or_never, serve_connection},
+    conn::{Deadlines, serve_connection},
     listener::is_connection_error,
 };
 
@@ -239,7 +238,7 @@ where
             tracing::info!(target: "zdd", addr = ?addr, "listening");
         }
         let mut draining = self.handle.draining();
-        let mut backoff = Duration::from_millis(10);
+        let mut backoff = Backoff::default();
         loop {
             let permit = match &self.limit {
                 Some(limit) => tokio::select! {
@@ -254,38 +253,64 @@ where
                 () = &mut draining => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((io, _addr)) => {
-                        backoff = Duration::from_millis(10);
+                        backoff = Backoff::default();
                         self.spawn(io, permit);
                     }
-                    Err(error) => accept_failed(&error, &mut backoff).await,
+                    Err(error) if is_connection_error(&error) => {}
+                    Err(error) => {
+                        let pause = backoff.next();
+                        tracing::error!(target: "zdd", error = %error, retry_in_ms = pause.as_millis() as u64, "accept failed");
+                        tokio::select! {
+                            biased;
+                            () = &mut draining => break,
+                            () = tokio::time::sleep(pause) => {}
+                        }
+                    }
                 },
             }
         }
+        self.serve_backlog().await;
+    }
 
-        // Draining: serve what the kernel already accepted into the backlog (closing the
-        // listener first would reset those), then close the listener.
-        let mut backlog = 0_u64;
+    /// Draining: serves what the kernel already queued (closing the listener first would
+    /// reset those connections), then closes the listener.
+    ///
+    /// When accepting fails for want of file descriptors, the queue is still there: the
+    /// loop waits for draining connections to free some and asks again, until forcing.
+    async fn serve_backlog(mut self) {
+        let mut forcing = self.handle.reached(Phase::Forcing);
+        let mut backoff = Backoff::default();
+        let mut served = 0_u64;
         loop {
-            match now_or_never(self.listener.accept()).await {
+            match self.listener.accept_queued() {
+                None => break,
                 Some(Ok((io, _addr))) => {
-                    backlog += 1;
+                    served += 1;
                     self.spawn(io, None);
                 }
                 Some(Err(error)) if is_connection_error(&error) => {}
                 Some(Err(error)) => {
-                    tracing::warn!(target: "zdd", error = %error, "accept failed while serving the backlog");
-                    break;
+                    let pause = backoff.next();
+                    tracing::warn!(target: "zdd", error = %error, retry_in_ms = pause.as_millis() as u64, backlog_served = served, "accept failed while serving the backlog");
+                    tokio::select! {
+                        biased;
+                        () = &mut forcing => break,
+                        () = tokio::time::sleep(pause) => {}
+                    }
                 }
-                None => break,
             }
         }
         drop(self.listener);
-        tracing::info!(target: "zdd", backlog_served = backlog, "listener closed");
+        tracing::info!(target: "zdd", backlog_served = served, "listener closed");
     }
 
+    /// Serves one accepted connection on its own task. The connection counts from here, not
+    /// from the task's first poll: the drain must not see zero connections while accepted
+    /// ones wait to be polled.
     fn spawn(&self, io: L::Io, permit: Option<OwnedSemaphorePermit>) {
         let connection = serve_connection(
             io,
+            self.handle.track_connection(),
             self.service.clone(),
             Arc::clone(&self.builder),
             self.handle.clone(),
@@ -298,13 +323,21 @@ where
     }
 }
 
-/// Skips per-connection errors; pauses (bounded) on others, such as running out of file
-/// descriptors, instead of spinning.
-async fn accept_failed(error: &io::Error, backoff: &mut Duration) {
-    if is_connection_error(error) {
-        return;
+/// Pauses between failed accepts: 10 ms, doubling up to [`MAX_ACCEPT_BACKOFF`]. Errors such
+/// as running out of file descriptors persist for a while; retrying at once would spin.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(10))
     }
-    tracing::error!(target: "zdd", error = %error, retry_in_ms = backoff.as_millis() as u64, "accept failed");
-    tokio::time::sleep(*backoff).await;
-    *backoff = (*backoff * 2).min(MAX_ACCEPT_BACKOFF);
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let pause = self.0;
+        self.0 = (self.0 * 2).min(MAX_ACCEPT_BACKOFF);
+        pause
+    }
 }

@@ -51,7 +51,11 @@ impl Default for ProbePaths {
 
 fn absolute(path: impl Into<Cow<'static, str>>) -> Cow<'static, str> {
     let path = path.into();
-    if path.starts_with('/') { path } else { Cow::Owned(format!("/{path}")) }
+    if path.starts_with('/') {
+        path
+    } else {
+        Cow::Owned(format!("/{path}"))
+    }
 }
 
 impl ProbePaths {
@@ -96,9 +100,17 @@ impl ProbePaths {
 }
 
 /// Answers `probe` as an HTTP response with a health+json body.
-pub(crate) async fn respond(handle: LifecycleHandle, probe: Probe, verbose: bool) -> Response<Bytes> {
+pub(crate) async fn respond(
+    handle: LifecycleHandle,
+    probe: Probe,
+    verbose: bool,
+) -> Response<Bytes> {
     let report = handle.probe(probe).await;
-    let body = if verbose { report.to_json_verbose() } else { report.to_json() };
+    let body = if verbose {
+        report.to_json_verbose()
+    } else {
+        report.to_json()
+    };
     let mut response = Response::new(Bytes::from(body));
     *response.status_mut() =
         StatusCode::from_u16(report.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -146,7 +158,11 @@ impl ProbeService {
     /// Answers the default paths with short outputs.
     #[must_use]
     pub fn new(handle: LifecycleHandle) -> Self {
-        Self { handle, paths: ProbePaths::default(), verbose: false }
+        Self {
+            handle,
+            paths: ProbePaths::default(),
+            verbose: false,
+        }
     }
 
     /// Where the probes are answered. Default is [`ProbePaths::default`].

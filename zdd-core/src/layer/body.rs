@@ -32,12 +32,16 @@ pin_project! {
 
 impl<B> ResponseBody<B> {
     pub(crate) fn tracked(body: B, guard: Option<RequestGuard>) -> Self {
-        Self { inner: Inner::Tracked { body, guard } }
+        Self {
+            inner: Inner::Tracked { body, guard },
+        }
     }
 
     pub(crate) fn full(data: Bytes) -> Self {
         let data = if data.is_empty() { None } else { Some(data) };
-        Self { inner: Inner::Full { data } }
+        Self {
+            inner: Inner::Full { data },
+        }
     }
 }
 
@@ -86,7 +90,9 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Tracked { body, .. } => body.size_hint(),
-            Inner::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Inner::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
         }
     }
 }
@@ -97,6 +103,9 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
             Inner::Tracked { guard, .. } => ("tracked", guard.is_some()),
             Inner::Full { .. } => ("full", false),
         };
-        f.debug_struct("ResponseBody").field("kind", &kind).field("in_flight", &in_flight).finish()
+        f.debug_struct("ResponseBody")
+            .field("kind", &kind)
+            .field("in_flight", &in_flight)
+            .finish()
     }
 }

@@ -38,11 +38,23 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     pub(crate) fn tracked(future: F, guard: RequestGuard, http1: bool) -> Self {
-        Self { inner: Inner::Tracked { future, guard: Some(guard), http1 } }
+        Self {
+            inner: Inner::Tracked {
+                future,
+                guard: Some(guard),
+                http1,
+            },
+        }
     }
 
     pub(crate) fn exempt(future: F, handle: LifecycleHandle, http1: bool) -> Self {
-        Self { inner: Inner::Exempt { future, handle, http1 } }
+        Self {
+            inner: Inner::Exempt {
+                future,
+                handle,
+                http1,
+            },
+        }
     }
 
     pub(crate) fn probe(handle: LifecycleHandle, probe: Probe, verbose: bool, http1: bool) -> Self {
@@ -51,18 +63,28 @@ impl<F> ResponseFuture<F> {
             close_if_shutting_down(&mut response, http1, handle.phase());
             response
         });
-        Self { inner: Inner::Probe { future } }
+        Self {
+            inner: Inner::Probe { future },
+        }
     }
 
     pub(crate) fn rejected(retry_after: Duration, http1: bool) -> Self {
         let mut response = Response::new(Bytes::new());
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         if http1 {
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        Self { inner: Inner::Rejected { response: Some(response) } }
+        Self {
+            inner: Inner::Rejected {
+                response: Some(response),
+            },
+        }
     }
 }
 
@@ -75,7 +97,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().inner.project() {
-            InnerProj::Tracked { future, guard, http1 } => {
+            InnerProj::Tracked {
+                future,
+                guard,
+                http1,
+            } => {
                 let mut response = ready!(future.poll(cx))?;
                 let Some(guard) = guard.take() else {
                     unreachable!("ResponseFuture polled after completion")
@@ -90,7 +116,11 @@ where
                 };
                 Poll::Ready(Ok(response.map(|body| ResponseBody::tracked(body, guard))))
             }
-            InnerProj::Exempt { future, handle, http1 } => {
+            InnerProj::Exempt {
+                future,
+                handle,
+                http1,
+            } => {
                 let mut response = ready!(future.poll(cx))?;
                 close_if_shutting_down(&mut response, *http1, handle.phase());
                 Poll::Ready(Ok(response.map(|body| ResponseBody::tracked(body, None))))
@@ -117,6 +147,8 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
             Inner::Probe { .. } => "probe",
             Inner::Rejected { .. } => "rejected",
         };
-        f.debug_struct("ResponseFuture").field("kind", &kind).finish()
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
     }
 }

@@ -75,13 +75,18 @@ use http::{HeaderValue, Response, StatusCode, Version, header};
 use crate::Phase;
 
 pub(crate) fn is_http1(version: Version) -> bool {
-    matches!(version, Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11)
+    matches!(
+        version,
+        Version::HTTP_09 | Version::HTTP_10 | Version::HTTP_11
+    )
 }
 
 /// Adds `Connection: close` to an HTTP/1 response once shutdown has begun. Upgrade answers
 /// (101) are left alone: they hand the connection to the upgraded protocol.
 pub(crate) fn close_if_shutting_down<B>(response: &mut Response<B>, http1: bool, phase: Phase) {
     if http1 && phase.is_shutting_down() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 }

@@ -7,7 +7,10 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::{ResponseFuture, layer::Settings};
-use crate::{Phase, layer::{LateRequests, is_http1}};
+use crate::{
+    Phase,
+    layer::{LateRequests, is_http1},
+};
 
 /// Tracks requests and marks responses according to the lifecycle's phase; built by
 /// [`ZddLayer`](super::ZddLayer). See the [module docs](crate::layer).
@@ -55,17 +58,28 @@ where
         let settings = &*self.settings;
         let http1 = is_http1(request.version());
         let path = request.uri().path();
-        if let Some(probe) = settings.probes.as_ref().and_then(|paths| paths.probe_for(path)) {
+        if let Some(probe) = settings
+            .probes
+            .as_ref()
+            .and_then(|paths| paths.probe_for(path))
+        {
             return ResponseFuture::probe(settings.handle.clone(), probe, settings.verbose, http1);
         }
         if settings.is_exempt(path) {
-            return ResponseFuture::exempt(self.inner.call(request), settings.handle.clone(), http1);
+            return ResponseFuture::exempt(
+                self.inner.call(request),
+                settings.handle.clone(),
+                http1,
+            );
         }
         if let LateRequests::Reject { retry_after } = settings.late
             && settings.handle.phase() >= Phase::Draining
         {
             settings.handle.shared.stats.record_rejected();
-            debug!(method = request.method().as_str(), path, "late request rejected");
+            debug!(
+                method = request.method().as_str(),
+                path, "late request rejected"
+            );
             return ResponseFuture::rejected(retry_after, http1);
         }
         let guard = settings.handle.track_http_request(request.method(), path);

@@ -139,12 +139,16 @@ cfg_signal! {
         ///
         /// The first signal starts the sequence; a second `SIGINT` skips to
         /// [`Phase::Forcing`]; a second `SIGTERM` is logged and ignored unless
-        /// [`SecondSigterm::Force`](crate::SecondSigterm::Force) is configured; a third
-        /// signal ends the process from the signal handler itself, even when the async
-        /// runtime is wedged (exit code 128 + the signal number).
+        /// [`SecondSigterm::Force`](crate::SecondSigterm::Force) is configured. On every
+        /// repeated signal the runtime is asked to run a new task within a second: while it
+        /// does, repeated signals are logged and ignored (a burst of `SIGTERM`s does not end
+        /// a healthy drain); once it does not, the runtime is wedged and the next signal ends
+        /// the process from the signal handler itself (exit code 128 + the signal number).
         ///
         /// Signals are received on a dedicated thread, so they are seen even if every
-        /// runtime worker is blocked.
+        /// runtime worker is blocked. Call this inside the Tokio runtime that serves: that
+        /// is the runtime asked. Called outside one, there is no runtime to ask, and the
+        /// third signal ends the process.
         ///
         /// # Errors
         ///

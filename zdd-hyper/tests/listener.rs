@@ -1,0 +1,99 @@
+//! The listeners zdd binds and how the drain takes what they queued.
+
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use zdd_hyper::Listener;
+
+/// Connections a test server queues without accepting any: well past the 128 that
+/// `tokio::net::TcpListener::bind` asks for.
+const QUEUED: usize = 600;
+const BOUND: Duration = Duration::from_secs(20);
+
+/// The system's cap on listen backlogs.
+fn somaxconn() -> usize {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|limit| limit.trim().parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
+#[tokio::test]
+async fn bind_queues_a_burst_far_larger_than_128_connections() {
+    let listener = zdd_hyper::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Linux queues backlog + 1 connections; a SYN that finds the queue full is dropped, and
+    // its connect would wait for a retry that never succeeds.
+    let expected = QUEUED.min(somaxconn());
+    let mut held = Vec::with_capacity(expected);
+    for n in 0..expected {
+        let stream = tokio::time::timeout(BOUND, TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connection {n} was not queued: the backlog is too small"))
+            .unwrap();
+        held.push(stream);
+    }
+    assert_eq!(held.len(), expected);
+    drop(listener);
+}
+
+#[tokio::test]
+async fn accept_queued_takes_every_queued_connection_then_reports_an_empty_queue() {
+    let mut listener = zdd_hyper::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    assert!(listener.accept_queued().is_none(), "nothing queued yet");
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        clients.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // The runtime has not been asked to watch the listener: only a direct accept finds
+    // these, which is what the drain relies on.
+    let mut taken = Vec::new();
+    while let Some(accepted) = listener.accept_queued() {
+        let (stream, peer) = accepted.unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), peer);
+        assert!(
+            stream.nodelay().unwrap(),
+            "TCP_NODELAY as on the accept path"
+        );
+        taken.push(peer);
+    }
+    assert_eq!(taken.len(), clients.len());
+    let mut expected: Vec<_> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+    expected.sort();
+    taken.sort();
+    assert_eq!(taken, expected, "each client's connection, once");
+}
+
+#[tokio::test]
+async fn a_unix_listener_takes_its_queue_the_same_way() {
+    let dir = std::env::temp_dir().join(format!("zdd-listener-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("socket");
+    let mut listener = tokio::net::UnixListener::bind(&path).unwrap();
+    assert!(listener.accept_queued().is_none());
+    let _clients: Vec<_> = connect_unix(&path, 5).await;
+    let mut taken = 0;
+    while let Some(accepted) = listener.accept_queued() {
+        accepted.unwrap();
+        taken += 1;
+    }
+    assert_eq!(taken, 5);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+async fn connect_unix(path: &std::path::Path, n: usize) -> Vec<tokio::net::UnixStream> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(tokio::net::UnixStream::connect(path).await.unwrap());
+    }
+    clients
+}
+
+#[tokio::test]
+async fn bind_fails_with_address_in_use_when_the_port_is_taken() {
+    let first = zdd_hyper::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let error = zdd_hyper::bind(first.local_addr().unwrap()).unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse, "{error}");
+}
