@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use http::{Request, Version};
+use http::{Method, Request, Response, Version};
 use hyper::{body::Incoming, service::Service};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
@@ -24,13 +24,18 @@ use tokio::{
 };
 use zdd_core::{ConnectionGuard, LifecycleHandle, Phase, PhaseReached, Protocol};
 
-use crate::{HttpService, io::TrackedIo};
+use crate::{
+    HttpService,
+    io::TrackedIo,
+    response::{ResponseBody, ResponseFuture, Watched},
+};
 
 /// The connection deadlines. See [`Serve`](crate::Serve) for what each means.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadlines {
     pub(crate) first_byte: Duration,
     pub(crate) first_request: Duration,
+    pub(crate) header: Duration,
     pub(crate) idle: Duration,
 }
 
@@ -40,12 +45,24 @@ pub(crate) struct Deadlines {
 ///
 /// It also holds the connection's guard, so the connection counts as long as anything of it
 /// lives: the stream wrapper keeps it alive through an upgrade.
+///
+/// The flags below are each written by one side at a time (the connection task, or the
+/// response body that hyper drops in that task), so plain relaxed loads and stores suffice.
 #[derive(Debug)]
 pub(crate) struct ConnState {
     pub(crate) guard: ConnectionGuard,
     first_byte: AtomicBool,
     request_seen: AtomicBool,
     http2: AtomicBool,
+    /// An HTTP/1 request is being served: its head is complete, its response not yet over.
+    in_request: AtomicBool,
+    /// Bytes of the next HTTP/1 request's head have arrived; the head is not complete.
+    head_open: AtomicBool,
+    /// The connection was handed to another protocol (`101`, or a `CONNECT` tunnel): its
+    /// bytes are no longer HTTP/1 request heads.
+    upgraded: AtomicBool,
+    /// Request heads completed, which tells one open head from the next.
+    heads: AtomicU64,
     /// Coarse clock ticks of the last request's arrival.
     last_request: AtomicU64,
     first_request: Notify,
@@ -58,18 +75,42 @@ impl ConnState {
             first_byte: AtomicBool::new(false),
             request_seen: AtomicBool::new(false),
             http2: AtomicBool::new(false),
+            in_request: AtomicBool::new(false),
+            head_open: AtomicBool::new(false),
+            upgraded: AtomicBool::new(false),
+            heads: AtomicU64::new(0),
             last_request: AtomicU64::new(0),
             first_request: Notify::new(),
         }
     }
 
+    /// Bytes were read. Between two HTTP/1 requests, they start the next request's head.
+    #[inline]
     pub(crate) fn saw_bytes(&self) {
         if !self.first_byte.load(Ordering::Relaxed) {
             self.first_byte.store(true, Ordering::Relaxed);
         }
+        if self.request_seen.load(Ordering::Relaxed)
+            && !self.http2.load(Ordering::Relaxed)
+            && !self.in_request.load(Ordering::Relaxed)
+            && !self.upgraded.load(Ordering::Relaxed)
+        {
+            self.head_open.store(true, Ordering::Relaxed);
+        }
     }
 
-    fn saw_request(&self, version: Version) {
+    /// While a later HTTP/1 request's head is arriving, which head it is.
+    #[inline]
+    pub(crate) fn open_head(&self) -> Option<u64> {
+        self.head_open
+            .load(Ordering::Relaxed)
+            .then(|| self.heads.load(Ordering::Relaxed))
+    }
+
+    /// A request's head is complete. Returns whether the connection speaks HTTP/1, whose
+    /// responses are watched to their end.
+    #[inline]
+    fn saw_request(&self, version: Version) -> bool {
         let now = coarsetime::Instant::now_without_cache_update().as_ticks();
         self.last_request.store(now, Ordering::Relaxed);
         if !self.request_seen.load(Ordering::Relaxed)
@@ -84,6 +125,25 @@ impl ConnState {
             });
             self.first_request.notify_one();
         }
+        if version == Version::HTTP_2 {
+            return false;
+        }
+        self.in_request.store(true, Ordering::Relaxed);
+        self.head_open.store(false, Ordering::Relaxed);
+        let heads = self.heads.load(Ordering::Relaxed);
+        self.heads.store(heads.wrapping_add(1), Ordering::Relaxed);
+        true
+    }
+
+    /// An HTTP/1 response is over (written, failed or dropped).
+    #[inline]
+    pub(crate) fn response_ended(&self) {
+        self.in_request.store(false, Ordering::Relaxed);
+    }
+
+    /// The connection now carries another protocol.
+    pub(crate) fn upgraded(&self) {
+        self.upgraded.store(true, Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Duration {
@@ -100,17 +160,21 @@ struct ConnService<S> {
     state: Arc<ConnState>,
 }
 
-impl<S> Service<Request<Incoming>> for ConnService<S>
+impl<S, B> Service<Request<Incoming>> for ConnService<S>
 where
-    S: Service<Request<Incoming>>,
+    S: Service<Request<Incoming>, Response = Response<B>>,
 {
-    type Response = S::Response;
+    type Response = Response<ResponseBody<B>>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = ResponseFuture<S::Future>;
 
+    #[inline]
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        self.state.saw_request(request.version());
-        self.inner.call(request)
+        let watched = self.state.saw_request(request.version()).then(|| Watched {
+            state: Arc::clone(&self.state),
+            connect: request.method() == Method::CONNECT,
+        });
+        ResponseFuture::new(self.inner.call(request), watched)
     }
 }
 
@@ -140,7 +204,12 @@ pub(crate) async fn serve_connection<I, S>(
 {
     let accepted = Instant::now();
     let state = Arc::new(ConnState::new(guard));
-    let io = TrackedIo::new(io, Arc::clone(&state), handle.reached(Phase::Forcing));
+    let io = TrackedIo::new(
+        io,
+        Arc::clone(&state),
+        handle.reached(Phase::Forcing),
+        deadlines.header,
+    );
     let service = ConnService {
         inner: TowerToHyperService::new(service),
         state: Arc::clone(&state),

@@ -1,13 +1,19 @@
-//! The socket wrapper that holds a connection's guard and obeys forcing.
+//! The socket wrapper that holds a connection's guard, obeys forcing, and bounds how long a
+//! later request's head may take to arrive.
 
 use std::{
+    future::Future,
     io,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::{Instant, Sleep, sleep_until},
+};
 use zdd_core::{Phase, PhaseReached};
 
 use crate::conn::ConnState;
@@ -18,21 +24,68 @@ use crate::conn::ConnState;
 /// task, so a connection handed to an upgraded protocol (a WebSocket) still counts, and
 /// still obeys forcing: once the lifecycle reaches [`Phase::Forcing`], every read and write
 /// fails and the stream is closed, and a task waiting on a read or write is woken to see it.
+///
+/// It also enforces the head deadline of every HTTP/1 request after the first (the first is
+/// bounded from accept by the connection task): once bytes of a new request arrive on an
+/// idle keep-alive connection, its head must be complete within the header timeout, or
+/// reads fail and the connection closes. An idle connection has no such deadline; hyper's
+/// own header timer cannot tell the two apart, as it starts when the connection goes idle.
+/// The timer is armed only when a read finds the head incomplete, so a head that arrives
+/// in one piece costs no clock read and no timer.
 pub(crate) struct TrackedIo<I> {
     inner: Option<I>,
     /// Holds the connection's guard.
     state: Arc<ConnState>,
     forced: PhaseReached,
+    header_timeout: Duration,
+    /// The head deadline, and which head it was armed for.
+    head_deadline: Option<(u64, Pin<Box<Sleep>>)>,
 }
 
 impl<I> TrackedIo<I> {
-    pub(crate) fn new(inner: I, state: Arc<ConnState>, forced: PhaseReached) -> Self {
+    pub(crate) fn new(
+        inner: I,
+        state: Arc<ConnState>,
+        forced: PhaseReached,
+        header_timeout: Duration,
+    ) -> Self {
         Self {
             inner: Some(inner),
             state,
             forced,
+            header_timeout,
+            head_deadline: None,
         }
     }
+
+    /// Whether the head now arriving is past its deadline. Arms the deadline for a head
+    /// seen for the first time; registers the task to be woken at it.
+    fn head_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(head) = self.state.open_head() else {
+            return false;
+        };
+        let armed = matches!(&self.head_deadline, Some((armed_for, _)) if *armed_for == head);
+        if !armed {
+            let at = Instant::now() + self.header_timeout;
+            match &mut self.head_deadline {
+                Some((armed_for, deadline)) => {
+                    deadline.as_mut().reset(at);
+                    *armed_for = head;
+                }
+                None => self.head_deadline = Some((head, Box::pin(sleep_until(at)))),
+            }
+        }
+        self.head_deadline
+            .as_mut()
+            .is_some_and(|(_, deadline)| deadline.as_mut().poll(cx).is_ready())
+    }
+}
+
+fn head_timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "request head not received within the header timeout",
+    )
 }
 
 fn aborted() -> io::Error {
@@ -73,6 +126,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for TrackedIo<I> {
         let this = self.get_mut();
         let before = buf.filled().len();
         match this.stream()?.poll_read(cx, buf) {
+            Poll::Pending if this.head_expired(cx) => {
+                tracing::debug!(target: "zdd", timeout_ms = this.header_timeout.as_millis() as u64, "closing a connection whose request head did not arrive in time");
+                this.inner = None;
+                Poll::Ready(Err(head_timed_out()))
+            }
             Poll::Pending => this.pending(cx),
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {

@@ -13,7 +13,9 @@
 //!
 //! Every connection is bounded: one that never sends a byte is closed after
 //! [`Serve::first_byte_timeout`], one whose first request's headers do not arrive in time
-//! after [`Serve::first_request_timeout`], and all of them at the drain deadline.
+//! after [`Serve::first_request_timeout`], one that starts a later request's head and does
+//! not finish it after [`Serve::header_timeout`], and all of them at the drain deadline.
+//! An idle keep-alive connection is closed only after [`Serve::idle_timeout`].
 //!
 //! # Examples
 //!
@@ -45,6 +47,7 @@
 mod conn;
 mod io;
 mod listener;
+mod response;
 mod serve;
 mod service;
 

@@ -20,6 +20,7 @@ use crate::{
 
 const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(620);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -67,6 +68,7 @@ pub fn serve<L, S>(listener: L, service: S, lifecycle: Lifecycle) -> Serve<L, S>
         deadlines: Deadlines {
             first_byte: DEFAULT_FIRST_BYTE_TIMEOUT,
             first_request: DEFAULT_FIRST_REQUEST_TIMEOUT,
+            header: DEFAULT_HEADER_TIMEOUT,
             idle: DEFAULT_IDLE_TIMEOUT,
         },
         max_connections: None,
@@ -143,6 +145,17 @@ impl<L, S> Serve<L, S> {
     /// is 10 s.
     pub fn first_request_timeout(mut self, timeout: Duration) -> Self {
         self.deadlines.first_request = timeout;
+        self
+    }
+
+    /// How long the head of each later request on a keep-alive HTTP/1 connection may take,
+    /// counted from its first byte, which cuts off slow-loris clients that send one fast
+    /// request and then trickle the next. An idle connection, with no request begun, is not
+    /// bound by it (see [`Serve::idle_timeout`]). The first request is bounded by
+    /// [`Serve::first_request_timeout`]; upgraded connections and HTTP/2 are not bound by
+    /// it. Default is 10 s.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.deadlines.header = timeout;
         self
     }
 

@@ -315,3 +315,130 @@ async fn max_connections_holds_new_connections_until_one_closes() {
     server.handle.shutdown();
     assert!(server.report().await.is_graceful());
 }
+
+/// A keep-alive connection that already served a request, then sends the next request's
+/// head one byte at a time.
+async fn trickle_after_one_request(addr: std::net::SocketAddr) -> (RawClient, Instant) {
+    let mut client = RawClient::connect(addr).await;
+    client.get("/").await.unwrap();
+    let head = b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: abcdefghijklmnopqrstuvwxyz0123456789";
+    let first_byte = Instant::now();
+    let writer = client.stream();
+    for byte in head {
+        // The trickle is the behaviour under test, not a synchronisation: a write fails
+        // once the server has closed the connection.
+        if writer.write_all(std::slice::from_ref(byte)).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (client, first_byte)
+}
+
+#[tokio::test]
+async fn a_later_request_head_trickled_in_is_cut_off_while_idle_connections_stay_open() {
+    let server = start_with(
+        config(0, 5_000),
+        Box::new(|serve| serve.header_timeout(Duration::from_millis(500))),
+    )
+    .await;
+    // An idle keep-alive connection, opened first: it must outlive the slow one.
+    let mut idle = RawClient::connect(server.addr).await;
+    idle.get("/").await.unwrap();
+
+    let (mut loris, first_byte) = trickle_after_one_request(server.addr).await;
+    loris.closed().await.unwrap();
+    let cut_after = first_byte.elapsed();
+    assert!(
+        cut_after >= Duration::from_millis(500),
+        "cut before its deadline: {cut_after:?}"
+    );
+    assert!(
+        cut_after < Duration::from_secs(3),
+        "cut long after its deadline (the 36-byte trickle lasts 1.8 s): {cut_after:?}"
+    );
+
+    // Idle for longer than the header timeout, and still served.
+    let again = idle.get("/").await.unwrap();
+    assert_eq!(again.status, 200);
+    assert_eq!(server.handle.phase(), Phase::Serving);
+    server.handle.shutdown();
+    assert!(server.report().await.is_graceful());
+}
+
+#[tokio::test]
+async fn a_later_request_whose_head_stalls_is_cut_off() {
+    let server = start_with(
+        config(0, 5_000),
+        Box::new(|serve| serve.header_timeout(Duration::from_millis(300))),
+    )
+    .await;
+    let mut client = RawClient::connect(server.addr).await;
+    for _ in 0..3 {
+        assert_eq!(client.get("/").await.unwrap().status, 200);
+    }
+    let started = Instant::now();
+    client.send("GET / HTTP/1.1\r\nHost: te").await;
+    client.closed().await.unwrap();
+    let cut_after = started.elapsed();
+    assert!(
+        cut_after >= Duration::from_millis(300) && cut_after < Duration::from_secs(3),
+        "{cut_after:?}"
+    );
+    server.handle.shutdown();
+    assert!(server.report().await.is_graceful());
+}
+
+#[tokio::test]
+async fn a_slow_request_body_is_not_cut_by_the_header_timeout() {
+    let server = start_with(
+        config(0, 5_000),
+        Box::new(|serve| serve.header_timeout(Duration::from_millis(200))),
+    )
+    .await;
+    let mut client = RawClient::connect(server.addr).await;
+    assert_eq!(client.get("/").await.unwrap().status, 200);
+    // The head arrives whole; the body takes longer than the header timeout.
+    client
+        .send("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\n")
+        .await;
+    for chunk in ["01234", "56789"] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client.send(chunk).await;
+    }
+    let response = client.response().await.unwrap().expect("served");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, "0123456789");
+    server.handle.shutdown();
+    assert!(server.report().await.is_graceful());
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_is_not_bound_by_the_header_timeout() {
+    let mut server = start_with(
+        config(0, 5_000),
+        Box::new(|serve| serve.header_timeout(Duration::from_millis(200))),
+    )
+    .await;
+    let mut client = RawClient::connect(server.addr).await;
+    assert_eq!(client.get("/").await.unwrap().status, 200);
+    client
+        .send("GET /upgrade HTTP/1.1\r\nHost: test\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await;
+    assert_eq!(client.response().await.unwrap().unwrap().status, 101);
+    server.wait_started("upgraded").await;
+    for round in 0..2 {
+        // Half a frame, a pause longer than the header timeout, the other half: the
+        // upgraded protocol's bytes are not an HTTP request head.
+        client.stream().write_all(b"pi").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        client.stream().write_all(b"ng").await.unwrap();
+        let mut echo = [0; 4];
+        tokio::io::AsyncReadExt::read_exact(client.stream(), &mut echo)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(&echo, b"ping");
+    }
+    server.handle.force();
+    server.report().await;
+}

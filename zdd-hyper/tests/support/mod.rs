@@ -90,6 +90,13 @@ impl App {
                     .insert("upgrade", "echo".parse().unwrap());
                 return Ok(response);
             }
+            "/echo" => {
+                let body = http_body_util::BodyExt::collect(request.into_body())
+                    .await
+                    .map(http_body_util::Collected::to_bytes)
+                    .unwrap_or_default();
+                return Ok(Response::new(Full::new(body)));
+            }
             _ => "ok",
         };
         Ok(Response::new(Full::new(Bytes::from(text))))
