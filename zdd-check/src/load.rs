@@ -23,7 +23,8 @@ pub(crate) struct Plan {
     pub(crate) duration: Duration,
     pub(crate) requests: Option<u64>,
     pub(crate) timeout: Duration,
-    pub(crate) slow: Option<(String, u64)>,
+    /// The slow requests' URL, and every how many requests of a client one is sent.
+    pub(crate) slow: Option<(http::Uri, u64)>,
     pub(crate) version_header: http::HeaderName,
     pub(crate) h2c: bool,
 }
@@ -35,7 +36,14 @@ pub(crate) struct Seen {
     pub(crate) latencies: Vec<Duration>,
     pub(crate) versions: BTreeMap<String, u64>,
     pub(crate) first_errors: Vec<String>,
+    /// Pauses after failed connects, and their total length.
+    pub(crate) backoffs: u64,
+    pub(crate) backed_off: Duration,
 }
+
+/// The first pause after a failed connect; it doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(plan: Plan) -> Summary {
     let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
@@ -44,14 +52,6 @@ pub(crate) async fn run(plan: Plan) -> Summary {
         .pool_max_idle_per_host(plan.concurrency)
         .http2_only(plan.h2c)
         .build_http();
-    let slow_url = plan.slow.as_ref().map(|(path, every)| {
-        let mut parts = plan.url.clone().into_parts();
-        parts.path_and_query = path.parse().ok();
-        (
-            http::Uri::from_parts(parts).unwrap_or_else(|_| plan.url.clone()),
-            *every,
-        )
-    });
     let plan = Arc::new(plan);
     let sent = Arc::new(AtomicU64::new(0));
     // Ctrl-C or SIGTERM ends the run early; the summary is still printed.
@@ -67,16 +67,16 @@ pub(crate) async fn run(plan: Plan) -> Summary {
     let deadline = started + plan.duration;
     let clients: Vec<_> = (0..plan.concurrency)
         .map(|_| {
-            let (client, plan, sent, slow_url, stop) = (
+            let (client, plan, sent, stop) = (
                 client.clone(),
                 Arc::clone(&plan),
                 Arc::clone(&sent),
-                slow_url.clone(),
                 Arc::clone(&stop),
             );
             tokio::spawn(async move {
                 let mut seen = Seen::default();
                 let mut own = 0_u64;
+                let mut backoff = FIRST_BACKOFF;
                 while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                     if plan
                         .requests
@@ -85,11 +85,23 @@ pub(crate) async fn run(plan: Plan) -> Summary {
                         break;
                     }
                     own += 1;
-                    let url = match &slow_url {
+                    let url = match &plan.slow {
                         Some((slow, every)) if own.is_multiple_of(*every) => slow.clone(),
                         _ => plan.url.clone(),
                     };
-                    one(&client, url, &plan, &mut seen).await;
+                    if one(&client, url, &plan, &mut seen)
+                        .await
+                        .is_connect_failure()
+                    {
+                        // Nothing to talk to: pause (bounded) instead of spinning.
+                        let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
+                        tokio::time::sleep(pause).await;
+                        seen.backoffs += 1;
+                        seen.backed_off += pause;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    } else {
+                        backoff = FIRST_BACKOFF;
+                    }
                 }
                 seen
             })
@@ -121,7 +133,13 @@ async fn stopped() {
     }
 }
 
-async fn one<C>(client: &Client<C, Empty<Bytes>>, url: http::Uri, plan: &Plan, seen: &mut Seen)
+/// Sends one request and records what it came to.
+async fn one<C>(
+    client: &Client<C, Empty<Bytes>>,
+    url: http::Uri,
+    plan: &Plan,
+    seen: &mut Seen,
+) -> Outcome
 where
     C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
 {
@@ -163,4 +181,5 @@ where
         Err(_) => Outcome::Timeout,
     };
     *seen.outcomes.entry(outcome).or_default() += 1;
+    outcome
 }

@@ -7,6 +7,7 @@ use std::{error::Error as _, io};
 pub(crate) enum Outcome {
     Ok,
     ConnectRefused,
+    Dns,
     Reset,
     EmptyReply,
     Timeout,
@@ -16,8 +17,9 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    pub(crate) const FAILURES: [Self; 7] = [
+    pub(crate) const FAILURES: [Self; 8] = [
         Self::ConnectRefused,
+        Self::Dns,
         Self::Reset,
         Self::EmptyReply,
         Self::Timeout,
@@ -30,6 +32,7 @@ impl Outcome {
         match self {
             Self::Ok => "ok",
             Self::ConnectRefused => "connect_refused",
+            Self::Dns => "dns_error",
             Self::Reset => "reset",
             Self::EmptyReply => "empty_reply",
             Self::Timeout => "timeout",
@@ -49,10 +52,20 @@ impl Outcome {
         }
     }
 
+    /// Whether no connection could be made at all.
+    pub(crate) fn is_connect_failure(self) -> bool {
+        matches!(self, Self::ConnectRefused | Self::Dns)
+    }
+
     /// Classifies a client error by walking its sources.
     pub(crate) fn from_error(error: &hyper_util::client::legacy::Error) -> Self {
         let mut source = error.source();
         while let Some(cause) = source {
+            // hyper-util's connector reports a failed name lookup as a connect error with
+            // this message; its error type is not public, so the message is what tells.
+            if cause.to_string() == "dns error" {
+                return Self::Dns;
+            }
             if let Some(io) = cause.downcast_ref::<io::Error>() {
                 match io.kind() {
                     io::ErrorKind::ConnectionRefused => return Self::ConnectRefused,

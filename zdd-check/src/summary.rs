@@ -13,6 +13,8 @@ pub(crate) struct Summary {
     latencies: Vec<Duration>,
     versions: BTreeMap<String, u64>,
     first_errors: Vec<String>,
+    backoffs: u64,
+    backed_off: Duration,
     pub(crate) elapsed: Duration,
 }
 
@@ -24,6 +26,8 @@ impl Summary {
             latencies: Vec::new(),
             versions: BTreeMap::new(),
             first_errors: Vec::new(),
+            backoffs: 0,
+            backed_off: Duration::ZERO,
             elapsed: Duration::ZERO,
         }
     }
@@ -38,6 +42,8 @@ impl Summary {
         }
         self.first_errors.extend(seen.first_errors);
         self.first_errors.truncate(10);
+        self.backoffs += seen.backoffs;
+        self.backed_off += seen.backed_off;
     }
 
     fn total(&self) -> u64 {
@@ -99,6 +105,7 @@ impl Summary {
             "passed": verdict.is_empty(),
             "reasons": verdict,
             "first_errors": self.first_errors,
+            "connect_backoff": { "pauses": self.backoffs, "total_ms": self.backed_off.as_secs_f64() * 1e3 },
         })
         .to_string()
     }
@@ -132,6 +139,14 @@ impl Summary {
         }
         for error in &self.first_errors {
             let _ = writeln!(out, "  e.g. {error}");
+        }
+        if self.backoffs > 0 {
+            let _ = writeln!(
+                out,
+                "connects failed: clients paused {} times ({:.1}s in all) before trying again",
+                self.backoffs,
+                self.backed_off.as_secs_f64()
+            );
         }
         match verdict.is_empty() {
             true => out.push_str("PASS\n"),

@@ -174,13 +174,111 @@ async fn a_refused_connection_is_counted_and_a_clean_run_passes() {
 }
 
 #[test]
-fn bad_input_is_refused_with_exit_code_2() {
-    let (code, _) = zdd_check(&["https://example.invalid/"]);
-    assert_eq!(code, Some(2));
-    let (code, _) = zdd_check(&["http://127.0.0.1:1/", "--concurrency", "0"]);
-    assert_eq!(code, Some(2));
-    let (code, _) = zdd_check(&["http://127.0.0.1:1/", "--duration", "soon"]);
-    assert_eq!(code, Some(2));
+fn bad_input_is_refused_with_exit_code_2_and_the_option_named() {
+    let url = "http://127.0.0.1:1/";
+    let table: &[(&[&str], &str)] = &[
+        (&["https://example.invalid/"], "https is not supported"),
+        (&["ftp://example.invalid/"], "must start with http://"),
+        (
+            &["http://127.0.0.1:99999/"],
+            "port \"99999\" is not a port number (1 to 65535)",
+        ),
+        (&["http://127.0.0.1:0/"], "port 0 cannot be connected to"),
+        (
+            &["http://[::1]:70000/"],
+            "port \"70000\" is not a port number",
+        ),
+        (&["not a url"], "not a URL"),
+        (
+            &[url, "--concurrency", "0"],
+            "'--concurrency <CONCURRENCY>': 0 is not in 1..=10000",
+        ),
+        (
+            &[url, "--concurrency", "18446744073709551615"],
+            "'--concurrency <CONCURRENCY>': 18446744073709551615 is not in 1..=10000",
+        ),
+        (&[url, "--concurrency", "1000000000"], "is not in 1..=10000"),
+        (&[url, "--duration", "soon"], "'--duration <DURATION>'"),
+        (
+            &[url, "--duration", "18446744073709551615s"],
+            "'--duration <DURATION>': 18446744073709551615s is longer than the limit of 7days",
+        ),
+        (&[url, "--duration=-1s"], "'--duration <DURATION>'"),
+        (
+            &[url, "--timeout", "2h"],
+            "'--timeout <TIMEOUT>': 2h is longer than the limit of 1h",
+        ),
+        (&[url, "--requests", "0"], "'--requests <REQUESTS>'"),
+        (
+            &[url, "--slow-path", "slow?ms=100"],
+            "'--slow-path <SLOW_PATH>': must start with / (e.g. /slow?ms=100)",
+        ),
+        (
+            &[url, "--slow-path", "/a b"],
+            "'--slow-path <SLOW_PATH>': not a request path",
+        ),
+        (&[url, "--slow-every", "0"], "'--slow-every <SLOW_EVERY>'"),
+        (
+            &[url, "--version-header", "bad header"],
+            "'--version-header <VERSION_HEADER>'",
+        ),
+        (&[url, "--max-p99", "fast"], "'--max-p99 <MAX_P99>'"),
+    ];
+    for (args, message) in table {
+        let output = Command::new(env!("CARGO_BIN_EXE_zdd-check"))
+            .args(*args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{args:?}: expected {message:?} in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}: no traffic, no summary");
+    }
+}
+
+#[test]
+fn a_name_that_does_not_resolve_is_its_own_kind_of_failure() {
+    // A 64-character label is refused by the resolver itself: no query leaves the machine.
+    let url = format!("http://{}.invalid/", "a".repeat(64));
+    let (code, stdout) = zdd_check(&[&url, "--requests", "3", "--concurrency", "1", "--json"]);
+    let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(code, Some(1));
+    assert_eq!(summary["failures"]["dns_error"], 3, "{summary}");
+    assert_eq!(summary["failures"]["connect_refused"], 0, "{summary}");
+}
+
+#[test]
+fn nothing_listening_is_retried_with_a_bounded_backoff_and_the_summary_says_so() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{closed}/");
+    let (code, stdout) = zdd_check(&[&url, "--duration", "2s", "--concurrency", "2", "--json"]);
+    let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(code, Some(1));
+    // 10 ms doubling to 1 s: a client makes about 8 attempts in 2 s; without the pauses
+    // it made tens of thousands.
+    let refused = summary["failures"]["connect_refused"].as_u64().unwrap();
+    assert!((2..=40).contains(&refused), "{summary}");
+    let pauses = summary["connect_backoff"]["pauses"].as_u64().unwrap();
+    assert_eq!(
+        pauses, refused,
+        "one pause after each refused connect: {summary}"
+    );
+    let paused_ms = summary["connect_backoff"]["total_ms"].as_f64().unwrap();
+    assert!(paused_ms > 1_000.0, "{summary}");
+
+    let (_, text) = zdd_check(&[&url, "--requests", "3", "--concurrency", "1"]);
+    assert!(
+        text.contains("connects failed: clients paused 3 times"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -529,4 +529,68 @@ mod tests {
         .unwrap();
         assert_eq!(config.propagation_delay(), Duration::ZERO);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const SETTINGS: [&str; 5] = [
+            ENV_PROPAGATION_DELAY,
+            ENV_DRAIN_TIMEOUT,
+            ENV_CLEANUP_TIMEOUT,
+            ENV_GRACE_PERIOD,
+            ENV_PRESTOP_DELAY,
+        ];
+
+        /// Values an operator might type, and values an attacker would.
+        fn value() -> impl Strategy<Value = Option<String>> {
+            prop::option::of(prop_oneof![
+                any::<String>(),
+                "-?[0-9]{1,25}(ns|us|ms|s|m|h|d|w|M|y)?",
+                "[0-9]{1,4}(ms|s|m) [0-9]{1,4}(ms|s)",
+                " *[0-9.e+-]{1,12} *[a-z]{0,8}",
+            ])
+        }
+
+        proptest! {
+            #[test]
+            fn no_value_panics_and_every_error_names_its_setting(
+                values in prop::array::uniform5(value())
+            ) {
+                let table: Vec<(&str, &str)> = SETTINGS
+                    .iter()
+                    .zip(&values)
+                    .filter_map(|(key, value)| Some((*key, value.as_deref()?)))
+                    .collect();
+                match from_table(&table) {
+                    Ok(config) => {
+                        let total = [
+                            config.prestop_delay(),
+                            config.propagation_delay(),
+                            config.drain_timeout(),
+                            config.cleanup_timeout(),
+                            config.margin(),
+                        ]
+                        .into_iter()
+                        .fold(Duration::ZERO, Duration::saturating_add);
+                        prop_assert!(total <= config.grace_period());
+                    }
+                    Err(error) => {
+                        let message = error.to_string();
+                        match error.setting() {
+                            Some(setting) => {
+                                prop_assert!(table.iter().any(|(key, _)| *key == setting));
+                                prop_assert!(message.starts_with(setting), "{message}");
+                            }
+                            None => {
+                                prop_assert!(error.is_over_budget());
+                                prop_assert!(message.contains("exceeds grace period"), "{message}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -417,3 +417,26 @@ async fn at_the_deadline_tasks_alone_get_the_force_wait_before_forcing() {
     assert!(report.is_graceful(), "{report}");
     assert_eq!(report.time_in(Phase::Forcing), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_largest_durations_the_configuration_accepts_run_without_overflow() {
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    let config = Config::builder()
+        .propagation_delay(century)
+        .drain_timeout(century)
+        .cleanup_timeout(century)
+        .grace_period(Duration::MAX)
+        .build()
+        .unwrap();
+    let lifecycle = Lifecycle::new(config);
+    let handle = lifecycle.handle();
+    let request = handle.track_request();
+    let sequence = tokio::spawn(lifecycle.run());
+    handle.shutdown();
+    handle.force();
+    handle.reached(Phase::Forcing).await;
+    drop(request);
+    let report = sequence.await.unwrap();
+    assert_eq!(report.forced(), Some(ForceReason::Requested));
+    assert_eq!(report.left_open(), 0);
+}

@@ -1,0 +1,199 @@
+//! The command line: every value checked before any traffic is sent, so a typo is exit 2
+//! with the setting named, never a silent default, a panic or an allocation failure.
+
+use std::time::Duration;
+
+use clap::Parser;
+use http::{Uri, uri::PathAndQuery};
+
+/// The most concurrent clients: each holds a connection (a file descriptor) and a task.
+pub(crate) const MAX_CONCURRENCY: u64 = 10_000;
+/// The longest run: a week.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The longest per-request timeout: an hour.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Send keep-alive traffic at a URL and count every failure.
+#[derive(Debug, Parser)]
+#[command(name = "zdd-check", version, about)]
+pub(crate) struct Args {
+    /// The URL to load (http only; use --h2c for HTTP/2 without TLS).
+    #[arg(value_parser = url)]
+    pub(crate) url: Uri,
+    /// Concurrent clients, each on its own kept-alive connection (1 to 10000).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=MAX_CONCURRENCY))]
+    pub(crate) concurrency: u64,
+    /// How long to send traffic (e.g. 30s, 2m; at most a week).
+    #[arg(long, value_parser = duration_at_most(MAX_DURATION), default_value = "10s")]
+    pub(crate) duration: Duration,
+    /// Stop after this many requests (whichever comes first with --duration).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) requests: Option<u64>,
+    /// Per-request timeout; a request without a complete answer by then is a failure (at
+    /// most an hour).
+    #[arg(long, value_parser = duration_at_most(MAX_TIMEOUT), default_value = "5s")]
+    pub(crate) timeout: Duration,
+    /// A path for slow requests mixed into the traffic (e.g. /slow?ms=2000).
+    #[arg(long, value_parser = path)]
+    pub(crate) slow_path: Option<PathAndQuery>,
+    /// Send the slow path every N-th request of each client.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) slow_every: u64,
+    /// The response header whose value groups requests per version.
+    #[arg(long, default_value = "x-version")]
+    pub(crate) version_header: http::HeaderName,
+    /// Speak HTTP/2 without TLS (prior knowledge) instead of HTTP/1.1.
+    #[arg(long)]
+    pub(crate) h2c: bool,
+    /// Fail (exit 1) when more requests than this failed.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) max_failures: u64,
+    /// Fail (exit 1) when the 99th percentile latency is above this.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub(crate) max_p99: Option<Duration>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl Args {
+    /// The slow requests' URL: the load's URL with the slow path.
+    pub(crate) fn slow_url(&self) -> Option<Uri> {
+        let path = self.slow_path.clone()?;
+        let mut parts = self.url.clone().into_parts();
+        parts.path_and_query = Some(path);
+        // A scheme, an authority and a path always make a URL.
+        Uri::from_parts(parts).ok()
+    }
+}
+
+/// An `http://host[:port]/path` URL with a port in range (the `http` crate drops a port it
+/// cannot read, which would quietly send the load to port 80).
+fn url(value: &str) -> Result<Uri, String> {
+    let uri: Uri = value.parse().map_err(|e| format!("not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(
+                "https is not supported; use http:// (or --h2c for HTTP/2 without TLS)".to_owned(),
+            );
+        }
+        _ => return Err("the URL must start with http://".to_owned()),
+    }
+    let authority = uri.authority().ok_or("the URL has no host")?;
+    if authority.host().is_empty() {
+        return Err("the URL has no host".to_owned());
+    }
+    // What follows the host: skip user information and an IPv6 literal's colons.
+    let host_and_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let after_host = host_and_port.rsplit(']').next().unwrap_or_default();
+    if let Some((_, port)) = after_host.rsplit_once(':') {
+        match port.parse::<u16>() {
+            Ok(0) => return Err("port 0 cannot be connected to".to_owned()),
+            Ok(_) => {}
+            Err(_) => return Err(format!("port {port:?} is not a port number (1 to 65535)")),
+        }
+    }
+    Ok(uri)
+}
+
+/// A human-readable duration no longer than `limit`.
+fn duration_at_most(limit: Duration) -> impl Fn(&str) -> Result<Duration, String> + Clone {
+    move |value| {
+        let duration = humantime::parse_duration(value)
+            .map_err(|e| format!("{e}: expected a number with a unit, such as 500ms, 30s or 2m"))?;
+        if duration > limit {
+            return Err(format!(
+                "{value} is longer than the limit of {}",
+                humantime::format_duration(limit)
+            ));
+        }
+        Ok(duration)
+    }
+}
+
+/// A request path with an optional query, starting with `/`.
+fn path(value: &str) -> Result<PathAndQuery, String> {
+    if !value.starts_with('/') {
+        return Err(format!("must start with / (e.g. /{value})"));
+    }
+    value
+        .parse()
+        .map_err(|e| format!("not a request path: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use clap::Parser;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("zdd-check").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn limits_hold_at_their_edges() {
+        let ok = |args: &[&str]| parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        let base = "http://127.0.0.1:8080/";
+        assert_eq!(ok(&[base, "--concurrency", "10000"]).concurrency, 10_000);
+        assert!(parse(&[base, "--concurrency", "10001"]).is_err());
+        assert_eq!(ok(&[base, "--duration", "7days"]).duration, MAX_DURATION);
+        assert!(parse(&[base, "--duration", "7days 1s"]).is_err());
+        assert_eq!(ok(&[base, "--timeout", "1h"]).timeout, MAX_TIMEOUT);
+        assert!(parse(&[base, "--timeout", "61m"]).is_err());
+        assert!(parse(&[base, "--requests", "0"]).is_err());
+        assert_eq!(ok(&["http://[::1]:65535/"]).url.port_u16(), Some(65535));
+        assert_eq!(ok(&["http://user:pw@localhost:1/"]).url.port_u16(), Some(1));
+        assert_eq!(ok(&["http://localhost/"]).url.port_u16(), None);
+        let slow = ok(&[base, "--slow-path", "/slow?ms=100"])
+            .slow_url()
+            .unwrap();
+        assert_eq!(slow.to_string(), "http://127.0.0.1:8080/slow?ms=100");
+    }
+
+    proptest! {
+        /// No value of any option panics: it is either refused (exit 2 through clap) or
+        /// accepted within the limits the load relies on.
+        #[test]
+        fn no_argument_value_panics(
+            option in prop::sample::select(vec![
+                "--concurrency", "--duration", "--requests", "--timeout", "--slow-path",
+                "--slow-every", "--version-header", "--max-failures", "--max-p99",
+            ]),
+            value in prop_oneof![
+                any::<String>(),
+                "[0-9]{1,25}(ns|ms|s|m|h|d|w|y)?",
+                "-?[0-9]{1,22}",
+                "/[ -~]{0,20}",
+            ],
+        ) {
+            if let Ok(args) = parse(&["http://127.0.0.1:8080/", option, &value]) {
+                prop_assert!((1..=MAX_CONCURRENCY).contains(&args.concurrency));
+                prop_assert!(args.duration <= MAX_DURATION && args.timeout <= MAX_TIMEOUT);
+                prop_assert!(Instant::now().checked_add(args.duration + args.timeout).is_some());
+                if args.slow_path.is_some() {
+                    prop_assert!(args.slow_url().is_some());
+                }
+            }
+        }
+
+        #[test]
+        fn no_url_panics_and_an_accepted_one_has_its_port(value in prop_oneof![
+            any::<String>(),
+            "http://[a-z0-9.]{0,12}(:[0-9]{0,7})?(/[ -~]{0,10})?",
+            "http://\\[[0-9a-f:]{0,10}\\](:[0-9]{0,7})?/",
+        ]) {
+            if let Ok(args) = parse(&[&value]) {
+                let authority = args.url.authority().unwrap().as_str();
+                let tail = authority.rsplit(']').next().unwrap();
+                if tail.contains(':') {
+                    prop_assert!(args.url.port_u16().is_some_and(|p| p > 0), "{value}");
+                }
+            }
+        }
+    }
+}
