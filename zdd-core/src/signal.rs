@@ -23,6 +23,7 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
+        mpsc,
     },
     thread::JoinHandle,
     time::Duration,
@@ -113,21 +114,80 @@ impl SignalCounter {
     }
 }
 
-/// Whether `runtime` runs a newly spawned task within [`RESPONSIVE_WITHIN`]. Blocks the
-/// calling thread (the signal thread) for at most that long.
-fn responsive(runtime: Option<&tokio::runtime::Handle>) -> bool {
-    let Some(runtime) = runtime else { return false };
-    let (alive, answer) = std::sync::mpsc::sync_channel(1);
-    drop(runtime.spawn(async move {
-        let _ = alive.send(());
-    }));
-    answer.recv_timeout(RESPONSIVE_WITHIN).is_ok()
+/// What the signal thread's probe hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A probe task ran on the runtime.
+    Alive,
+    /// The listener is being dropped: stop probing and end the thread.
+    Closing,
+}
+
+/// What a probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Liveness {
+    Responsive,
+    Wedged,
+    Closing,
+}
+
+/// Asks the runtime for a sign of life: a spawned task that answers on a channel.
+///
+/// The same channel carries [`Answer::Closing`] from the listener's `Drop`, which can run on
+/// the runtime's only thread (at the end of [`Lifecycle::run`](crate::Lifecycle::run)): a
+/// probe waiting there must end at once, not read the blocked thread as a wedged runtime.
+#[derive(Debug)]
+struct Probe {
+    runtime: Option<tokio::runtime::Handle>,
+    answers: mpsc::Sender<Answer>,
+    heard: mpsc::Receiver<Answer>,
+}
+
+impl Probe {
+    fn new(runtime: Option<tokio::runtime::Handle>) -> Self {
+        let (answers, heard) = mpsc::channel();
+        Self {
+            runtime,
+            answers,
+            heard,
+        }
+    }
+
+    /// A sender for [`Answer::Closing`].
+    fn closer(&self) -> mpsc::Sender<Answer> {
+        self.answers.clone()
+    }
+
+    /// Whether the runtime runs a new task within [`RESPONSIVE_WITHIN`]. Blocks the calling
+    /// thread (the signal thread) for at most that long. Without a runtime to ask, every
+    /// runtime counts as wedged.
+    fn ask(&self) -> Liveness {
+        // An answer left from an earlier probe that timed out says nothing about now.
+        while let Ok(answer) = self.heard.try_recv() {
+            if answer == Answer::Closing {
+                return Liveness::Closing;
+            }
+        }
+        let Some(runtime) = &self.runtime else {
+            return Liveness::Wedged;
+        };
+        let alive = self.answers.clone();
+        drop(runtime.spawn(async move {
+            let _ = alive.send(Answer::Alive);
+        }));
+        match self.heard.recv_timeout(RESPONSIVE_WITHIN) {
+            Ok(Answer::Alive) => Liveness::Responsive,
+            Ok(Answer::Closing) => Liveness::Closing,
+            Err(_) => Liveness::Wedged,
+        }
+    }
 }
 
 /// Listens until dropped.
 pub(crate) struct SignalListener {
     control: Handle,
     exit_hooks: Vec<SigId>,
+    closing: mpsc::Sender<Answer>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -151,7 +211,8 @@ impl SignalListener {
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
         let control = signals.handle();
         let lifecycle = handle.downgrade();
-        let runtime = tokio::runtime::Handle::try_current().ok();
+        let probe = Probe::new(tokio::runtime::Handle::try_current().ok());
+        let closing = probe.closer();
         let mut counter = SignalCounter::new(handle.config().second_sigterm());
         let thread = std::thread::Builder::new()
             .name("zdd-signals".to_owned())
@@ -176,7 +237,11 @@ impl SignalListener {
                     if !counter.is_repeated() {
                         continue;
                     }
-                    let wedged = !responsive(runtime.as_ref());
+                    let wedged = match probe.ask() {
+                        Liveness::Responsive => false,
+                        Liveness::Wedged => true,
+                        Liveness::Closing => return,
+                    };
                     // SeqCst: the handler reads this flag from signal context on another thread.
                     armed.store(wedged, Ordering::SeqCst);
                     let name = signal.trigger().as_str();
@@ -209,6 +274,7 @@ impl SignalListener {
         Ok(Self {
             control,
             exit_hooks,
+            closing,
             thread: Some(thread),
         })
     }
@@ -218,6 +284,9 @@ impl Drop for SignalListener {
     /// Stops listening. The process keeps signal-hook's handlers installed, so signals
     /// arriving after this are swallowed rather than killing the process mid-report.
     fn drop(&mut self) {
+        // First, so a probe in progress ends now rather than waiting for a runtime whose
+        // thread may be this one, blocked in the join below.
+        let _ = self.closing.send(Answer::Closing);
         self.control.close();
         for id in self.exit_hooks.drain(..) {
             low_level::unregister(id);
@@ -284,16 +353,24 @@ mod tests {
 
     #[test]
     fn a_runtime_that_runs_tasks_is_responsive_and_no_runtime_is_not() {
-        assert!(!responsive(None), "no runtime to ask counts as wedged");
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let handle = runtime.handle().clone();
+        assert_eq!(Probe::new(None).ask(), Liveness::Wedged, "no runtime to ask");
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let probe = Probe::new(Some(runtime.handle().clone()));
         // A blocked runtime is shown by the wedged child process in tests/signals.rs.
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let driver = std::thread::spawn(move || runtime.block_on(stopped));
-        assert!(responsive(Some(&handle)));
+        assert_eq!(probe.ask(), Liveness::Responsive);
         stop.send(()).unwrap();
         driver.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn closing_ends_a_probe_without_waiting_for_the_runtime() {
+        // Nothing drives this runtime: without the closing answer, the probe would wait out
+        // its whole second and call the runtime wedged.
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let probe = Probe::new(Some(runtime.handle().clone()));
+        probe.closer().send(Answer::Closing).unwrap();
+        assert_eq!(probe.ask(), Liveness::Closing);
     }
 }

@@ -84,15 +84,15 @@ struct ChildProcess {
     lines: mpsc::Receiver<String>,
 }
 
-/// Sends `count` signals named `name` at once, without waiting in between.
+/// Sends `count` signals named `name` at once, without waiting in between. A process that
+/// has already exited is not an error: the last bursts race the child's exit on purpose.
 fn burst(pid: u32, name: &str, count: usize) {
     let pid = pid.to_string();
     for _ in 0..count {
-        let status = Command::new("kill")
+        let _ = Command::new("kill")
             .args([&format!("-{name}"), &pid])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name} failed");
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -201,24 +201,29 @@ fn a_second_sigint_skips_to_forcing() {
 
 #[test]
 fn a_burst_of_sigterms_does_not_end_a_healthy_drain() {
-    let mut child = ChildProcess::start("burst");
-    child.signal("TERM");
-    child.wait_for("shutdown triggered");
-    child.wait_for(r#"phase="draining""#);
-    // A misconfigured supervisor: nine more, as fast as they can be sent. The kernel merges
-    // a signal that arrives while the same one is pending, so the burst may be seen as
-    // fewer; two more after it, each awaited, make sure at least four reach the process.
-    let ignored = "repeated signal ignored: the runtime is making progress";
-    burst(child.child.id(), "TERM", 9);
-    child.wait_for(ignored);
-    for _ in 0..2 {
+    // Repeated, because the last signals race the end of the drain: the listener is dropped
+    // while the signal thread may still be checking on the runtime for one of them.
+    for round in 0..10 {
+        let mut child = ChildProcess::start("burst");
         child.signal("TERM");
-        child.wait_for(ignored);
+        child.wait_for("shutdown triggered");
+        child.wait_for(r#"phase="draining""#);
+        // A misconfigured supervisor: nine more, as fast as they can be sent. The kernel
+        // merges a signal that arrives while the same one is pending, so fewer may be seen;
+        // the first one seen must have been ignored.
+        burst(child.child.id(), "TERM", 9);
+        child.wait_for("repeated signal ignored: the runtime is making progress");
+        // More while the drain ends: finish the request in the middle of them.
+        burst(child.child.id(), "TERM", 3);
+        let mut stdin = child.child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, b"finish\n").unwrap();
+        drop(stdin);
+        burst(child.child.id(), "TERM", 3);
+        child.wait_for("child report exit code 0 completed 1");
+        assert_eq!(
+            child.exit_code(),
+            Some(0),
+            "round {round}: the drain ended gracefully"
+        );
     }
-    // The drain goes on: finish the request.
-    let mut stdin = child.child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, b"finish\n").unwrap();
-    drop(stdin);
-    child.wait_for("child report exit code 0 completed 1");
-    assert_eq!(child.exit_code(), Some(0), "the drain ended gracefully");
 }
