@@ -56,3 +56,8 @@ pub use self::{
 };
 #[doc(inline)]
 pub use zdd_core::layer::ZddLayer;
+
+/// The README's examples, compiled and run as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

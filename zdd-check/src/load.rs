@@ -119,6 +119,7 @@ pub(crate) async fn run(plan: Plan) -> Summary {
 
 /// Completes on Ctrl-C or SIGTERM (never, if neither can be listened for).
 async fn stopped() {
+    #[cfg(unix)]
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -127,6 +128,8 @@ async fn stopped() {
             Err(_) => std::future::pending().await,
         }
     };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}

@@ -80,6 +80,8 @@ pub enum SecondSigterm {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     propagation_delay: Duration,
+    /// Whether the propagation delay was set (builder or environment) rather than defaulted.
+    propagation_delay_chosen: bool,
     drain_timeout: Duration,
     cleanup_timeout: Duration,
     grace_period: Duration,
@@ -110,6 +112,16 @@ impl Config {
     #[must_use]
     pub fn propagation_delay(&self) -> Duration {
         self.propagation_delay.saturating_sub(self.prestop_delay)
+    }
+
+    /// Whether the propagation delay is zero only because nothing set it: outside
+    /// Kubernetes, without `ZDD_PROPAGATION_DELAY` or
+    /// [`ConfigBuilder::propagation_delay`]. A service behind a load balancer then stops
+    /// accepting while the balancer still routes to it; see
+    /// [`LifecycleHandle::listening_on`](crate::LifecycleHandle::listening_on).
+    #[must_use]
+    pub fn propagation_delay_defaulted_to_zero(&self) -> bool {
+        !self.propagation_delay_chosen && self.propagation_delay.is_zero()
     }
 
     /// How long in-flight work may take to finish before connections are forced closed.
@@ -315,6 +327,7 @@ impl ConfigBuilder {
         };
         let config = Config {
             propagation_delay: self.propagation_delay.unwrap_or(default_propagation),
+            propagation_delay_chosen: self.propagation_delay.is_some(),
             drain_timeout: self.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             cleanup_timeout: self.cleanup_timeout.unwrap_or(DEFAULT_CLEANUP_TIMEOUT),
             grace_period: self.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),

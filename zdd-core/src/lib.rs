@@ -105,3 +105,8 @@ cfg_tower! {
     #[doc(inline)]
     pub use self::health::{ProbePaths, ProbeService};
 }
+
+/// The README's examples, compiled and run as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

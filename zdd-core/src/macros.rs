@@ -12,12 +12,12 @@ macro_rules! cfg_tower {
     };
 }
 
-/// Items that need the `signal` feature.
+/// Items that need the `signal` feature, on Unix (signal-hook's iterator is Unix-only).
 macro_rules! cfg_signal {
     ($($item:item)*) => {
         $(
-            #[cfg(feature = "signal")]
-            #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
+            #[cfg(all(feature = "signal", unix))]
+            #[cfg_attr(docsrs, doc(cfg(all(feature = "signal", unix))))]
             $item
         )*
     };

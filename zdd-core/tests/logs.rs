@@ -149,3 +149,77 @@ async fn forcing_many_requests_logs_a_bounded_number_of_lines() {
         logs.lines().count()
     );
 }
+
+/// The warnings logged while `run` runs, one line each.
+fn warnings_while(run: impl FnOnce()) -> Vec<String> {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    tracing::subscriber::with_default(subscriber, run);
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    logs.lines()
+        .filter(|l| l.contains("WARN"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn lifecycle_from(env: &[(&str, &str)]) -> Lifecycle {
+    let config = Config::builder()
+        .with_env_from(|key| {
+            env.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap()
+        .build()
+        .unwrap();
+    Lifecycle::new(config)
+}
+
+#[test]
+fn a_network_listener_without_a_propagation_delay_is_warned_about_once() {
+    let public: std::net::SocketAddr = "0.0.0.0:3000".parse().unwrap();
+    let lifecycle = lifecycle_from(&[]);
+    let warnings = warnings_while(|| {
+        lifecycle.handle().listening_on(public);
+        lifecycle
+            .handle()
+            .listening_on("[::]:3001".parse().unwrap());
+    });
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    let warning = &warnings[0];
+    assert!(
+        warning.contains("ZDD_PROPAGATION_DELAY")
+            && warning.contains("docs/operations.md")
+            && warning.contains("addr=0.0.0.0:3000"),
+        "{warning}"
+    );
+
+    // Quiet when nothing can be in front, when the delay was chosen (even 0), in Kubernetes.
+    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+        ("loopback", &[], "127.0.0.1:3000"),
+        (
+            "chosen zero",
+            &[("ZDD_PROPAGATION_DELAY", "0s")],
+            "0.0.0.0:3000",
+        ),
+        (
+            "chosen delay",
+            &[("ZDD_PROPAGATION_DELAY", "3s")],
+            "0.0.0.0:3000",
+        ),
+        (
+            "kubernetes",
+            &[("KUBERNETES_SERVICE_HOST", "10.0.0.1")],
+            "0.0.0.0:3000",
+        ),
+    ];
+    for (case, env, addr) in cases {
+        let lifecycle = lifecycle_from(env);
+        let warnings = warnings_while(|| lifecycle.handle().listening_on(addr.parse().unwrap()));
+        assert!(warnings.is_empty(), "{case}: {warnings:#?}");
+    }
+}

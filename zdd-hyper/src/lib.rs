@@ -57,3 +57,8 @@ pub use self::{
     serve::{Serve, serve},
     service::HttpService,
 };
+
+/// The README's examples, compiled and run as doctests so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -6,12 +6,10 @@ use std::{
     future::Future,
     io,
     net::SocketAddr,
-    os::fd::AsFd,
     pin::pin,
     task::{Context, Poll, Waker},
 };
 
-use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A source of connections for [`serve`](crate::serve).
@@ -115,6 +113,14 @@ pub trait Listener: Send + 'static {
     ///
     /// When the transport cannot tell.
     fn local_addr(&self) -> io::Result<Self::Addr>;
+
+    /// The IP address and port clients reach this listener on, for a network listener;
+    /// `None` (the default) for other transports, such as Unix sockets. The loop hands it
+    /// to [`LifecycleHandle::listening_on`](zdd_core::LifecycleHandle::listening_on), which
+    /// warns when a service reachable from the network has no propagation delay.
+    fn network_addr(&self) -> Option<SocketAddr> {
+        None
+    }
 }
 
 impl Listener for tokio::net::TcpListener {
@@ -128,6 +134,7 @@ impl Listener for tokio::net::TcpListener {
         Ok((stream, addr))
     }
 
+    #[cfg(unix)]
     fn accept_queued(&mut self) -> Option<io::Result<(Self::Io, Self::Addr)>> {
         queued(self, |socket| {
             let stream = Self::Io::from_std(socket.into())?;
@@ -140,8 +147,13 @@ impl Listener for tokio::net::TcpListener {
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Self::local_addr(self)
     }
+
+    fn network_addr(&self) -> Option<SocketAddr> {
+        Self::local_addr(self).ok()
+    }
 }
 
+#[cfg(unix)]
 impl Listener for tokio::net::UnixListener {
     type Io = tokio::net::UnixStream;
     type Addr = tokio::net::unix::SocketAddr;
@@ -165,11 +177,12 @@ impl Listener for tokio::net::UnixListener {
 
 /// One `accept` system call on a non-blocking listening socket, the accepted socket made
 /// non-blocking and handed to `into`: `None` when the queue is empty.
+#[cfg(unix)]
 fn queued<T>(
-    listener: &impl AsFd,
+    listener: &impl std::os::fd::AsFd,
     into: impl FnOnce(socket2::Socket) -> io::Result<T>,
 ) -> Option<io::Result<T>> {
-    match SockRef::from(listener).accept() {
+    match socket2::SockRef::from(listener).accept() {
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => None,
         Err(error) => Some(Err(error)),
         Ok((socket, _)) => Some(socket.set_nonblocking(true).and_then(|()| into(socket))),

@@ -250,6 +250,9 @@ where
         if let Ok(addr) = self.listener.local_addr() {
             tracing::info!(target: "zdd", addr = ?addr, "listening");
         }
+        if let Some(addr) = self.listener.network_addr() {
+            self.handle.listening_on(addr);
+        }
         let mut draining = self.handle.draining();
         let mut backoff = Backoff::default();
         loop {

@@ -1,6 +1,6 @@
 //! The listeners zdd binds and how the drain takes what they queued.
 
-use std::time::Duration;
+use std::{future::IntoFuture, time::Duration};
 
 use tokio::net::TcpStream;
 use zdd_hyper::Listener;
@@ -96,4 +96,55 @@ async fn bind_fails_with_address_in_use_when_the_port_is_taken() {
     let first = zdd_hyper::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let error = zdd_hyper::bind(first.local_addr().unwrap()).unwrap_err();
     assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse, "{error}");
+}
+
+/// Captures what a subscriber writes.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn serving_on_a_network_address_without_a_propagation_delay_warns() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let config = zdd_core::Config::builder()
+        .with_env_from(|_| None)
+        .unwrap()
+        .build()
+        .unwrap();
+    let lifecycle = zdd_core::Lifecycle::new(config);
+    let handle = lifecycle.handle();
+    let listener = zdd_hyper::bind("0.0.0.0:0".parse().unwrap()).unwrap();
+    let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(
+            http_body_util::Empty::<bytes::Bytes>::new(),
+        ))
+    });
+    let serving = tokio::spawn(zdd_hyper::serve(listener, app, lifecycle).into_future());
+    handle.reached(zdd_core::Phase::Serving).await;
+    handle.shutdown();
+    assert!(serving.await.unwrap().is_graceful());
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<_> = logs
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("ZDD_PROPAGATION_DELAY"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{logs}");
 }

@@ -46,6 +46,43 @@ impl LifecycleHandle {
         self.phase().is_shutting_down()
     }
 
+    /// Tells the lifecycle that a public listener is open at `addr`; server adapters call it
+    /// once per listener.
+    ///
+    /// When the service is reachable from the network (any address but loopback) and its
+    /// propagation delay is zero only because nothing set it (outside Kubernetes, see
+    /// [`Config::propagation_delay_defaulted_to_zero`]), this logs one warning for the
+    /// lifecycle's whole life: behind a load balancer, the listener would close while the
+    /// balancer still sends it traffic. Setting `ZDD_PROPAGATION_DELAY`, even to `0s`,
+    /// silences it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use zdd_core::{Config, Lifecycle};
+    ///
+    /// let config = Config::builder()
+    ///     .with_env_from(|_| None)? // nothing set, not in Kubernetes
+    ///     .build()?;
+    /// assert!(config.propagation_delay_defaulted_to_zero());
+    /// let lifecycle = Lifecycle::new(config);
+    /// lifecycle.handle().listening_on("0.0.0.0:3000".parse().unwrap()); // warns once
+    /// # Ok::<(), zdd_core::ConfigError>(())
+    /// ```
+    pub fn listening_on(&self, addr: std::net::SocketAddr) {
+        let config = &self.shared.config;
+        if config.propagation_delay_defaulted_to_zero()
+            && !addr.ip().is_loopback()
+            && !self.shared.warned_no_delay.swap(true, Ordering::Relaxed)
+        {
+            warn!(
+                addr = %addr,
+                setting = crate::config::ENV_PROPAGATION_DELAY,
+                "the propagation delay is 0 (the default outside Kubernetes) and the service listens on a network address: behind a load balancer, requests still routed to it after shutdown starts would be refused. Set ZDD_PROPAGATION_DELAY for your balancer (docs/operations.md in zdd's repository gives the values), or to 0s if nothing is in front of the service"
+            );
+        }
+    }
+
     /// A receiver that sees every phase change.
     #[must_use]
     pub fn watch(&self) -> watch::Receiver<Phase> {

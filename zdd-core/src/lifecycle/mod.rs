@@ -74,7 +74,7 @@ type TriggerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub struct Lifecycle {
     shared: Arc<Shared>,
     triggers: Vec<TriggerFuture>,
-    #[cfg(feature = "signal")]
+    #[cfg(all(feature = "signal", unix))]
     signals: Option<crate::signal::SignalListener>,
 }
 
@@ -85,7 +85,7 @@ impl Lifecycle {
         Self {
             shared: Arc::new(Shared::new(config)),
             triggers: Vec::new(),
-            #[cfg(feature = "signal")]
+            #[cfg(all(feature = "signal", unix))]
             signals: None,
         }
     }
@@ -167,14 +167,14 @@ impl std::fmt::Debug for Lifecycle {
         let Self {
             shared,
             triggers,
-            #[cfg(feature = "signal")]
+            #[cfg(all(feature = "signal", unix))]
             signals,
         } = self;
         let mut debug = f.debug_struct("Lifecycle");
         debug
             .field("phase", &shared.phase())
             .field("triggers", &triggers.len());
-        #[cfg(feature = "signal")]
+        #[cfg(all(feature = "signal", unix))]
         debug.field("signals", &signals.is_some());
         debug.finish()
     }
@@ -213,6 +213,8 @@ pub(crate) struct Shared {
     pub(crate) health: Health,
     pub(crate) hooks: Mutex<Vec<Hook>>,
     pub(crate) not_ready: AtomicBool,
+    /// Set once the missing-propagation-delay warning was logged.
+    pub(crate) warned_no_delay: AtomicBool,
 }
 
 impl Shared {
@@ -235,6 +237,7 @@ impl Shared {
             health: Health::default(),
             hooks: Mutex::new(Vec::new()),
             not_ready: AtomicBool::new(false),
+            warned_no_delay: AtomicBool::new(false),
         }
     }
 
@@ -348,7 +351,7 @@ impl Lifecycle {
         let Self {
             shared,
             triggers,
-            #[cfg(feature = "signal")]
+            #[cfg(all(feature = "signal", unix))]
             signals,
         } = self;
         #[cfg(feature = "metrics")]
@@ -356,7 +359,7 @@ impl Lifecycle {
         let report = crate::sequence::run(&shared, triggers).await;
         #[cfg(feature = "metrics")]
         sampler.abort();
-        #[cfg(feature = "signal")]
+        #[cfg(all(feature = "signal", unix))]
         drop(signals);
         report
     }
