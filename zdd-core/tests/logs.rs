@@ -199,7 +199,8 @@ fn a_network_listener_without_a_propagation_delay_is_warned_about_once() {
     );
 
     // Quiet when nothing can be in front, when the delay was chosen (even 0), in Kubernetes.
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Env<'_>, &str); 4] = [
         ("loopback", &[], "127.0.0.1:3000"),
         (
             "chosen zero",
