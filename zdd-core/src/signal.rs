@@ -353,8 +353,14 @@ mod tests {
 
     #[test]
     fn a_runtime_that_runs_tasks_is_responsive_and_no_runtime_is_not() {
-        assert_eq!(Probe::new(None).ask(), Liveness::Wedged, "no runtime to ask");
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert_eq!(
+            Probe::new(None).ask(),
+            Liveness::Wedged,
+            "no runtime to ask"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let probe = Probe::new(Some(runtime.handle().clone()));
         // A blocked runtime is shown by the wedged child process in tests/signals.rs.
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -368,7 +374,9 @@ mod tests {
     fn closing_ends_a_probe_without_waiting_for_the_runtime() {
         // Nothing drives this runtime: without the closing answer, the probe would wait out
         // its whole second and call the runtime wedged.
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let probe = Probe::new(Some(runtime.handle().clone()));
         probe.closer().send(Answer::Closing).unwrap();
         assert_eq!(probe.ask(), Liveness::Closing);
