@@ -68,15 +68,19 @@
 #[macro_use]
 mod macros;
 
+// From the bottom up; nothing imports upward.
 pub mod config;
 mod error;
+mod guard;
 pub mod health;
 pub mod hooks;
 pub mod lifecycle;
+mod machine;
 pub mod metrics;
 pub mod phase;
 mod report;
 mod sequence;
+mod shared;
 pub mod stream;
 pub mod tracker;
 
@@ -92,13 +96,15 @@ cfg_signal! {
 pub use self::{
     config::{Config, ConfigBuilder, SecondSigterm},
     error::ConfigError,
+    guard::{ConnectionGuard, RequestGuard},
     health::{Check, CheckOutput, CheckReport, HealthReport, Probe, StartupTask, Status, Verdict},
     hooks::{HookOutcome, HookOutput, HookReport},
-    lifecycle::{Lifecycle, LifecycleHandle, PhaseReached, WeakLifecycleHandle},
+    lifecycle::{Lifecycle, LifecycleHandle, WeakLifecycleHandle},
+    machine::PhaseReached,
     phase::{Phase, Trigger},
     report::{ForceReason, ShutdownReport},
     stream::UntilDraining,
-    tracker::{ConnectionGuard, Protocol, RequestGuard},
+    tracker::Protocol,
 };
 
 cfg_tower! {

@@ -32,12 +32,11 @@ pub(crate) const SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::fro
 
 #[cfg(feature = "metrics")]
 mod enabled {
-    use std::{sync::Arc, time::Duration};
+    use std::time::Duration;
 
     use metrics::{counter, gauge, histogram};
 
-    use super::SAMPLE_INTERVAL;
-    use crate::{Phase, Probe, Status, lifecycle::Shared};
+    use crate::{Phase, tracker::Work};
 
     pub(crate) fn transition(from: Phase, to: Phase, time_in_previous: Option<Duration>) {
         gauge!("zdd_phase").set(f64::from(to as u8));
@@ -60,39 +59,23 @@ mod enabled {
         counter!("zdd_late_requests_rejected_total").increment(1);
     }
 
-    pub(crate) fn check_result(probe: Probe, check: &str, status: Status, duration: Duration) {
-        let value = match status {
-            Status::Pass => 1.0,
-            Status::Warn => 0.5,
-            Status::Fail => 0.0,
-        };
-        let labels = [
-            ("probe", probe.as_str().to_owned()),
-            ("check", check.to_owned()),
-        ];
+    /// One check run: `value` is 1 for pass, 0.5 for warn, 0 for fail.
+    pub(crate) fn check_result(probe: &'static str, check: &str, value: f64, duration: Duration) {
+        let labels = [("probe", probe.to_owned()), ("check", check.to_owned())];
         gauge!("zdd_health_check_status", &labels).set(value);
         histogram!("zdd_health_check_duration_seconds", &labels).record(duration.as_secs_f64());
     }
 
-    pub(crate) fn sample(shared: &Shared) {
-        let (http1, http2) = shared.stats.open_by_protocol();
-        let open = shared.connections.len();
-        gauge!("zdd_in_flight_requests").set(shared.requests.len() as f64);
+    /// Sets the gauges of current work.
+    pub(crate) fn sample(work: &Work) {
+        let (http1, http2) = work.stats().open_by_protocol();
+        let open = work.connections().len();
+        gauge!("zdd_in_flight_requests").set(work.requests().len() as f64);
         gauge!("zdd_open_connections", "protocol" => "http1").set(http1 as f64);
         gauge!("zdd_open_connections", "protocol" => "http2").set(http2 as f64);
         gauge!("zdd_open_connections", "protocol" => "unknown")
             .set(open.saturating_sub(http1 + http2) as f64);
-        gauge!("zdd_running_tasks").set(shared.tasks.len() as f64);
-    }
-
-    /// Samples until dropped.
-    pub(crate) async fn sampler(shared: Arc<Shared>) {
-        let mut ticks = tokio::time::interval(SAMPLE_INTERVAL);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            ticks.tick().await;
-            sample(&shared);
-        }
+        gauge!("zdd_running_tasks").set(work.tasks().len() as f64);
     }
 }
 
@@ -100,12 +83,12 @@ mod enabled {
 mod disabled {
     use std::time::Duration;
 
-    use crate::{Phase, Probe, Status, lifecycle::Shared};
+    use crate::{Phase, tracker::Work};
 
     pub(crate) fn transition(_: Phase, _: Phase, _: Option<Duration>) {}
     pub(crate) fn forced_close(_: &'static str) {}
     #[cfg(feature = "tower")]
     pub(crate) fn late_request_rejected() {}
-    pub(crate) fn check_result(_: Probe, _: &str, _: Status, _: Duration) {}
-    pub(crate) fn sample(_: &Shared) {}
+    pub(crate) fn check_result(_: &'static str, _: &str, _: f64, _: Duration) {}
+    pub(crate) fn sample(_: &Work) {}
 }

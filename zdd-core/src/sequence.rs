@@ -1,4 +1,6 @@
-//! The shutdown sequence: the one place where phases advance after the trigger.
+//! The shutdown sequence: the one place where phases advance after the trigger. It reads top
+//! to bottom as the phases, and calls the owners: the machine (phases), the work (what the
+//! drain waits for), the hooks and the report.
 
 use std::{
     future::{Future, poll_fn},
@@ -11,10 +13,11 @@ use std::{
 use tokio::time::{Instant, sleep, timeout_at};
 
 use crate::{
-    Phase, Trigger, hooks,
-    lifecycle::{PhaseReached, Shared},
+    Phase, Trigger,
+    guard::ABORTS_LOGGED,
+    hooks,
     report::{ForceReason, ShutdownReport},
-    tracker::{ABORTS_LOGGED, Stats},
+    shared::Shared,
 };
 
 /// How long forcing waits for servers to close what is left. It comes out of the
@@ -24,34 +27,32 @@ const FORCE_WAIT: Duration = Duration::from_secs(1);
 type TriggerFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) -> ShutdownReport {
+    let (machine, work, config) = (shared.machine(), shared.work(), shared.config());
+
+    // Starting → Serving, then wait for a trigger, which turns Unready.
     wait_for_trigger(shared, &mut triggers).await;
     drop(triggers);
 
     // Unready: keep serving while load balancers notice the failing readiness probe.
-    let delay = shared.config.propagation_delay();
-    let mut force = match shared.force.is_cancelled() {
+    let mut force = match machine.is_force_requested() {
         true => Some(ForceReason::Requested),
         false => tokio::select! {
-            () = sleep(delay) => None,
-            () = shared.force.cancelled() => Some(ForceReason::Requested),
+            () = sleep(config.propagation_delay()) => None,
+            () = machine.force_requested() => Some(ForceReason::Requested),
         },
     };
 
     // Draining: stop accepting, finish what is in flight, tell long-lived work to end.
     shared.advance(Phase::Draining);
-    shared.cancel.cancel();
-    shared.requests.close();
-    shared.connections.close();
-    shared.tasks.close();
+    work.close();
     if force.is_none() {
-        let drain_timeout = shared.config.drain_timeout();
         // Biased: a drain that is over when the deadline comes is over, not forced (with a
         // zero timeout both are ready at once).
         force = tokio::select! {
             biased;
-            () = drained(shared) => None,
-            () = shared.force.cancelled() => Some(ForceReason::Requested),
-            () = sleep(drain_timeout) => Some(ForceReason::DrainTimeout),
+            () = work.drained() => None,
+            () = machine.force_requested() => Some(ForceReason::Requested),
+            () = sleep(config.drain_timeout()) => Some(ForceReason::DrainTimeout),
         };
     }
 
@@ -64,22 +65,21 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
         // task is polled). They get the force wait to end on their own, and only if they do
         // not is the drain forced.
         let settled = reason == ForceReason::DrainTimeout
-            && shared.connections.len() == 0
-            && shared.requests.len() == 0
-            && timeout_at(deadline, drained(shared)).await.is_ok();
+            && work.left_open() == 0
+            && timeout_at(deadline, work.drained()).await.is_ok();
         if settled {
             force = None;
         } else {
             warn!(
                 reason = ?reason,
-                in_flight_requests = shared.requests.len(),
-                open_connections = shared.connections.len(),
-                running_tasks = shared.tasks.len(),
+                in_flight_requests = work.requests().len(),
+                open_connections = work.connections().len(),
+                running_tasks = work.tasks().len(),
                 "drain did not finish; forcing"
             );
             shared.advance(Phase::Forcing);
-            let _ = timeout_at(deadline, drained(shared)).await;
-            let aborted = Stats::get(&shared.stats.requests_aborted);
+            let _ = timeout_at(deadline, work.drained()).await;
+            let aborted = work.stats().tally().requests_aborted;
             if aborted > ABORTS_LOGGED {
                 warn!(
                     requests_aborted = aborted,
@@ -91,8 +91,8 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
     }
 
     // CleaningUp: nothing uses the resources any more, close them newest first.
-    let left_open = shared.requests.len() + shared.connections.len();
-    let tasks_unfinished = shared.tasks.len();
+    let left_open = work.left_open();
+    let tasks_unfinished = work.tasks().len();
     if left_open > 0 || tasks_unfinished > 0 {
         error!(
             left_open,
@@ -100,20 +100,20 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
         );
     }
     shared.advance(Phase::CleaningUp);
-    let registered = std::mem::take(&mut *shared.hooks.lock().unwrap_or_else(|e| e.into_inner()));
-    let hooks = hooks::run(registered, shared.config.cleanup_timeout()).await;
+    let hooks = hooks::run(shared.take_hooks(), config.cleanup_timeout()).await;
 
+    // Stopped: the report.
     shared.advance(Phase::Stopped);
-    let stats = &shared.stats;
+    let tally = work.stats().tally();
     let report = ShutdownReport {
-        trigger: shared.recorded_trigger().unwrap_or(Trigger::Programmatic),
-        phases: phase_durations(shared.entered_at()),
+        trigger: machine.recorded_trigger().unwrap_or(Trigger::Programmatic),
+        phases: phase_durations(machine.entered_at()),
         forced: force,
-        requests_completed: Stats::get(&stats.requests_completed),
-        requests_aborted: Stats::get(&stats.requests_aborted),
-        requests_rejected: Stats::get(&stats.requests_rejected),
-        connections_graceful: Stats::get(&stats.connections_graceful),
-        connections_forced: Stats::get(&stats.connections_forced),
+        requests_completed: tally.requests_completed,
+        requests_aborted: tally.requests_aborted,
+        requests_rejected: tally.requests_rejected,
+        connections_graceful: tally.connections_graceful,
+        connections_forced: tally.connections_forced,
         left_open,
         tasks_unfinished,
         hooks,
@@ -133,8 +133,8 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
 
 /// Turns serving once startup is done, and returns once shutdown has been triggered.
 async fn wait_for_trigger(shared: &Shared, triggers: &mut [TriggerFuture]) {
-    let mut shutdown = PhaseReached::new(shared.milestone(Phase::Unready), Phase::Unready);
-    let mut startup = pin!(shared.health.startup.all_done());
+    let mut shutdown = shared.machine().reached(Phase::Unready);
+    let mut startup = pin!(shared.health().startup().all_done());
     let mut started = false;
     loop {
         tokio::select! {
@@ -161,29 +161,6 @@ fn first_of(triggers: &mut [TriggerFuture]) -> impl Future<Output = ()> + '_ {
         }
         Poll::Pending
     })
-}
-
-/// Completes once no request, connection or tracked task is left. The counters must be
-/// closed; late arrivals (a request on a live connection) are waited for too.
-async fn drained(shared: &Shared) {
-    loop {
-        shared.requests.wait().await;
-        shared.connections.wait().await;
-        shared.tasks.wait().await;
-        if is_drained(shared) {
-            return;
-        }
-    }
-}
-
-/// Whether nothing is left, read producers first. Tasks open connections (the accept loop
-/// is a tracked task) and connections open requests, so each count is read only after
-/// everything that could still add to it is gone: a task that counted a connection and then
-/// ended is seen either as a running task or, through the task count's acquire/release
-/// pair, with its connection counted. Read the other way round, the drain could read zero
-/// connections, then see the accept loop end with a connection it had just counted.
-fn is_drained(shared: &Shared) -> bool {
-    shared.tasks.is_empty() && shared.connections.len() == 0 && shared.requests.len() == 0
 }
 
 /// Each entered phase lasted until the next entered one.

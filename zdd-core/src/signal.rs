@@ -37,7 +37,7 @@ use signal_hook::{
     low_level,
 };
 
-use crate::{LifecycleHandle, SecondSigterm, Trigger};
+use crate::{SecondSigterm, Trigger, shared::Shared};
 
 /// How long a runtime has to run a spawned task before it counts as wedged. A runtime that
 /// is making progress, however loaded, runs a new task within milliseconds.
@@ -192,7 +192,7 @@ pub(crate) struct SignalListener {
 }
 
 impl SignalListener {
-    pub(crate) fn start(handle: &LifecycleHandle) -> io::Result<Self> {
+    pub(crate) fn start(shared: &Arc<Shared>) -> io::Result<Self> {
         // Registered before the iterator's handlers, so it runs first on each signal.
         let armed = Arc::new(AtomicBool::new(false));
         let mut exit_hooks = Vec::with_capacity(2);
@@ -210,30 +210,30 @@ impl SignalListener {
         }
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
         let control = signals.handle();
-        let lifecycle = handle.downgrade();
+        let lifecycle = Arc::downgrade(shared);
         let probe = Probe::new(tokio::runtime::Handle::try_current().ok());
         let closing = probe.closer();
-        let mut counter = SignalCounter::new(handle.config().second_sigterm());
+        let mut counter = SignalCounter::new(shared.config().second_sigterm());
         let thread = std::thread::Builder::new()
             .name("zdd-signals".to_owned())
             .spawn(move || {
                 for raw in signals.forever() {
                     let signal = Signal::from_raw(raw);
                     let action = counter.on_signal(signal);
-                    let Some(handle) = lifecycle.upgrade() else {
+                    let Some(shared) = lifecycle.upgrade() else {
                         return;
                     };
                     match action {
                         Action::Trigger(trigger) => {
-                            handle.trigger(trigger);
+                            shared.trigger(trigger);
                         }
                         Action::Force(trigger) => {
                             warn!(signal = trigger.as_str(), "second signal: forcing");
-                            handle.shared.force(trigger);
+                            shared.force(trigger);
                         }
                         Action::Ignore | Action::ExitIfWedged(_) => {}
                     }
-                    drop(handle);
+                    drop(shared);
                     if !counter.is_repeated() {
                         continue;
                     }

@@ -1,14 +1,13 @@
-//! Tracking in-flight requests and open connections.
+//! Counting the work a drain waits for: requests in flight, open connections and tracked
+//! background tasks.
 //!
-//! A [`RequestGuard`] or [`ConnectionGuard`] counts as one unit of work from the moment it
-//! is created until it is dropped; the drain ends when every count is back to zero. Counting
-//! is lock-free: acquiring and releasing a guard are a few atomic operations, and the drain's
-//! waiter (a tokio `Notify`) is only woken when a count reaches zero after draining started,
-//! never on the request path before it. Background tasks are tracked with tokio-util's
-//! [`TaskTracker`](tokio_util::task::TaskTracker).
-//!
-//! Guards are panic-safe: a handler that panics unwinds through its future, which drops the
-//! guard and releases the count.
+//! The counts know nothing of phases. The guards that move them ([`RequestGuard`],
+//! [`ConnectionGuard`], in `guard.rs`) are handed the phase; [`Work`] holds the counts, the
+//! report's tallies and the background tasks' token, and knows when all of it is done.
+//! Counting is lock-free: acquiring and releasing are a few atomic operations, and the
+//! drain's waiter (a tokio `Notify`) is only woken when a count reaches zero after draining
+//! started, never on the request path before it. Background tasks are tracked with
+//! tokio-util's [`TaskTracker`].
 //!
 //! # Examples
 //!
@@ -26,58 +25,173 @@
 //! drop(connection);
 //! assert_eq!((handle.open_connections(), handle.in_flight_requests()), (0, 0));
 //! ```
+//!
+//! [`RequestGuard`]: crate::RequestGuard
+//! [`ConnectionGuard`]: crate::ConnectionGuard
 
-use std::{
-    fmt,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use http::Method;
+use crossbeam_utils::CachePadded;
 use tokio::sync::Notify;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{Phase, lifecycle::Shared};
+/// The work a drain waits for, and the tallies the report gives of it.
+#[derive(Debug)]
+pub(crate) struct Work {
+    /// Each count on its own cache line, away from the phase and from the reference count
+    /// of the `Arc` that holds this (with a 128-byte aligned field, the data starts on a
+    /// line after the `Arc`'s counts).
+    requests: CachePadded<Counter>,
+    connections: CachePadded<Counter>,
+    tasks: TaskTracker,
+    /// Handed to background tasks; cancelled when draining starts.
+    cancel: CancellationToken,
+    stats: Stats,
+}
 
-/// How many requests aborted by forcing are logged one by one. Forcing a thousand streams
-/// must not write a thousand lines: the rest are counted, and the sequence logs one line
-/// with the total (the report has it too).
-pub(crate) const ABORTS_LOGGED: u64 = 10;
+impl Work {
+    pub(crate) fn new() -> Self {
+        Self {
+            requests: CachePadded::default(),
+            connections: CachePadded::default(),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            stats: Stats::default(),
+        }
+    }
 
-/// Counters for the report. Relaxed ordering is enough: they are only read after the drain,
-/// and the counters' own synchronisation orders every release before the drain ends.
+    #[inline]
+    pub(crate) fn requests(&self) -> &Counter {
+        &self.requests
+    }
+
+    #[inline]
+    pub(crate) fn connections(&self) -> &Counter {
+        &self.connections
+    }
+
+    pub(crate) fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// The background tasks' token.
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    #[inline]
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Draining starts: background tasks are told to stop, and waiting for the counts to
+    /// reach zero can end.
+    pub(crate) fn close(&self) {
+        self.cancel.cancel();
+        self.requests.close();
+        self.connections.close();
+        self.tasks.close();
+    }
+
+    /// Completes once no request, connection or tracked task is left. Call [`Work::close`]
+    /// first; late arrivals (a request on a live connection) are waited for too.
+    pub(crate) async fn drained(&self) {
+        loop {
+            self.requests.wait().await;
+            self.connections.wait().await;
+            self.tasks.wait().await;
+            if self.is_drained() {
+                return;
+            }
+        }
+    }
+
+    /// Whether nothing is left, read producers first. Tasks open connections (an accept
+    /// loop is a tracked task) and connections open requests, so each count is read only
+    /// after everything that could still add to it is gone: a task that counted a
+    /// connection and then ended is seen either as a running task or, through the task
+    /// count's acquire/release pair, with its connection counted. Read the other way round,
+    /// the drain could read zero connections, then see the accept loop end with a
+    /// connection it had just counted.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.tasks.is_empty() && self.connections.len() == 0 && self.requests.len() == 0
+    }
+
+    /// Requests and connections still open (tasks are counted apart).
+    pub(crate) fn left_open(&self) -> usize {
+        self.requests.len() + self.connections.len()
+    }
+}
+
+/// The report's tallies of work that ended during shutdown. Relaxed ordering is enough:
+/// they are only read after the drain, and the counters' own synchronisation orders every
+/// release before the drain ends.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    pub(crate) requests_completed: AtomicU64,
-    pub(crate) requests_aborted: AtomicU64,
-    pub(crate) requests_rejected: AtomicU64,
-    pub(crate) connections_graceful: AtomicU64,
-    pub(crate) connections_forced: AtomicU64,
+    requests_completed: AtomicU64,
+    requests_aborted: AtomicU64,
+    requests_rejected: AtomicU64,
+    connections_graceful: AtomicU64,
+    connections_forced: AtomicU64,
     /// Open connections whose protocol is known, by [`Protocol`] index.
     open_by_protocol: [AtomicUsize; 2],
 }
 
+/// The tallies at one moment, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) requests_completed: u64,
+    pub(crate) requests_aborted: u64,
+    pub(crate) requests_rejected: u64,
+    pub(crate) connections_graceful: u64,
+    pub(crate) connections_forced: u64,
+}
+
 impl Stats {
-    fn bump(counter: &AtomicU64) {
+    pub(crate) fn request_completed(&self) {
+        self.requests_completed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an aborted request; how many were counted before it.
+    pub(crate) fn request_aborted(&self) -> u64 {
+        self.requests_aborted.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn request_rejected(&self) {
+        self.requests_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self, forced: bool) {
+        let counter = match forced {
+            true => &self.connections_forced,
+            false => &self.connections_graceful,
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    pub(crate) fn protocol_opened(&self, protocol: Protocol) {
+        self.open_by_protocol[protocol.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    #[cfg(feature = "tower")]
-    pub(crate) fn record_rejected(&self) {
-        Self::bump(&self.requests_rejected);
-        crate::metrics::late_request_rejected();
+    pub(crate) fn protocol_closed(&self, protocol: Protocol) {
+        self.open_by_protocol[protocol.index()].fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Open HTTP/1 and HTTP/2 connections.
     pub(crate) fn open_by_protocol(&self) -> (usize, usize) {
         let [http1, http2] = &self.open_by_protocol;
         (http1.load(Ordering::Relaxed), http2.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn tally(&self) -> Tally {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Tally {
+            requests_completed: get(&self.requests_completed),
+            requests_aborted: get(&self.requests_aborted),
+            requests_rejected: get(&self.requests_rejected),
+            connections_graceful: get(&self.connections_graceful),
+            connections_forced: get(&self.connections_forced),
+        }
     }
 }
 
@@ -109,14 +223,14 @@ pub(crate) struct Counter {
 
 impl Counter {
     #[inline]
-    fn acquire(&self) {
+    pub(crate) fn acquire(&self) {
         // Relaxed, as in `Arc::clone`: the count only has to be exact, and releases order
         // themselves with the waiter below.
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     #[inline]
-    fn release(&self) {
+    pub(crate) fn release(&self) {
         if self.count.fetch_sub(1, Ordering::SeqCst) == 1 && self.closed.load(Ordering::SeqCst) {
             self.zero.notify_waiters();
         }
@@ -145,158 +259,6 @@ impl Counter {
     }
 }
 
-/// The start of a request's path, copied inline so naming a request costs no allocation and
-/// no reference count. Long paths are cut at a character boundary.
-#[derive(Clone, Copy)]
-struct PathSnippet {
-    len: u8,
-    bytes: [u8; 63],
-}
-
-impl PathSnippet {
-    const EMPTY: Self = Self {
-        len: 0,
-        bytes: [0; 63],
-    };
-
-    #[inline]
-    fn new(path: &str) -> Self {
-        let mut end = path.len().min(63);
-        while !path.is_char_boundary(end) {
-            end -= 1;
-        }
-        let mut bytes = [0; 63];
-        bytes[..end].copy_from_slice(&path.as_bytes()[..end]);
-        Self {
-            len: end as u8,
-            bytes,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
-    }
-}
-
-/// One request in flight. Counts until [finished](RequestGuard::finish) or dropped.
-///
-/// Dropping a guard that was not finished means the request was abandoned (the client went
-/// away, the handler panicked, or the connection was forced closed). When that happens
-/// during [`Phase::Forcing`], it is logged with its method, path and age and counted as
-/// aborted in the report.
-///
-/// Cloning is not offered: one guard is one request.
-pub struct RequestGuard {
-    shared: Arc<Shared>,
-    started: coarsetime::Instant,
-    method: Option<Method>,
-    path: PathSnippet,
-    finished: bool,
-}
-
-impl RequestGuard {
-    #[inline]
-    pub(crate) fn new(shared: Arc<Shared>, request: Option<(&Method, &str)>) -> Self {
-        shared.requests.acquire();
-        let (method, path) = match request {
-            Some((method, path)) => (Some(method.clone()), PathSnippet::new(path)),
-            None => (None, PathSnippet::EMPTY),
-        };
-        Self {
-            shared,
-            // Not `now()`, which also writes a process-wide cache line on every call.
-            started: coarsetime::Instant::now_without_cache_update(),
-            method,
-            path,
-            finished: false,
-        }
-    }
-
-    /// Names the request for the log line written if it is forced closed. The path is kept
-    /// up to 63 bytes.
-    #[must_use]
-    pub fn describe(mut self, method: &Method, path: &str) -> Self {
-        self.method = Some(method.clone());
-        self.path = PathSnippet::new(path);
-        self
-    }
-
-    /// How long the request has been in flight, from a coarse clock (a few milliseconds'
-    /// resolution, which is what a log line needs and a tenth of the cost of a precise one).
-    #[must_use]
-    pub fn age(&self) -> Duration {
-        (coarsetime::Instant::now_without_cache_update() - self.started).into()
-    }
-
-    /// The current phase, read with one atomic load.
-    #[must_use]
-    #[inline]
-    pub fn phase(&self) -> Phase {
-        self.shared.phase()
-    }
-
-    /// Marks the request complete and releases it.
-    #[inline]
-    pub fn finish(mut self) {
-        self.finished = true;
-    }
-}
-
-impl Drop for RequestGuard {
-    /// Releases the request; the drain ends when the last one is released.
-    #[inline]
-    fn drop(&mut self) {
-        let phase = self.shared.phase();
-        if phase.is_shutting_down() {
-            self.record_end(phase);
-        }
-        self.shared.requests.release();
-    }
-}
-
-impl RequestGuard {
-    /// Counts (and, when forced, logs) a request that ends during shutdown.
-    #[cold]
-    fn record_end(&self, phase: Phase) {
-        if self.finished {
-            Stats::bump(&self.shared.stats.requests_completed);
-        } else if phase >= Phase::Forcing {
-            let aborted = self
-                .shared
-                .stats
-                .requests_aborted
-                .fetch_add(1, Ordering::Relaxed);
-            crate::metrics::forced_close("request");
-            if aborted < ABORTS_LOGGED {
-                warn!(
-                    method = self.method.as_ref().map_or("", Method::as_str),
-                    path = self.path.as_str(),
-                    age_ms = self.age().as_millis() as u64,
-                    "request aborted by forced shutdown"
-                );
-            }
-        }
-    }
-}
-
-impl fmt::Debug for RequestGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self {
-            shared: _,
-            started: _,
-            method,
-            path,
-            finished,
-        } = self;
-        f.debug_struct("RequestGuard")
-            .field("age", &self.age())
-            .field("method", method)
-            .field("path", &path.as_str())
-            .field("finished", finished)
-            .finish()
-    }
-}
-
 /// The HTTP version a connection turned out to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -308,109 +270,27 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    const NONE: u8 = u8::MAX;
+    pub(crate) const NONE: u8 = u8::MAX;
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         match self {
             Self::Http1 => 0,
             Self::Http2 => 1,
         }
     }
-}
 
-/// One open connection. Counts until dropped.
-///
-/// A connection dropped before [`Phase::Forcing`] counts as closed gracefully in the report,
-/// one dropped during or after it as closed forcibly.
-pub struct ConnectionGuard {
-    shared: Arc<Shared>,
-    /// Set once by [`ConnectionGuard::set_protocol`]; `Protocol::NONE` until then.
-    protocol: AtomicU8,
-}
-
-impl ConnectionGuard {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        shared.connections.acquire();
-        Self {
-            shared,
-            protocol: AtomicU8::new(Protocol::NONE),
+    /// The protocol stored as `index() as u8`, or `None` for [`Protocol::NONE`].
+    pub(crate) fn from_index(index: u8) -> Option<Self> {
+        match index {
+            0 => Some(Self::Http1),
+            1 => Some(Self::Http2),
+            _ => None,
         }
-    }
-
-    /// Records the protocol the connection speaks, for the open-connections gauge by
-    /// protocol. Only the first call counts.
-    pub fn set_protocol(&self, protocol: Protocol) {
-        let index = protocol.index() as u8;
-        if self
-            .protocol
-            .compare_exchange(Protocol::NONE, index, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.shared.stats.open_by_protocol[usize::from(index)].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The current phase, read with one atomic load.
-    #[must_use]
-    #[inline]
-    pub fn phase(&self) -> Phase {
-        self.shared.phase()
-    }
-}
-
-impl Drop for ConnectionGuard {
-    /// Releases the connection; the drain ends when the last one is released.
-    fn drop(&mut self) {
-        let protocol = *self.protocol.get_mut();
-        if protocol != Protocol::NONE {
-            self.shared.stats.open_by_protocol[usize::from(protocol)]
-                .fetch_sub(1, Ordering::Relaxed);
-        }
-        let phase = self.shared.phase();
-        if phase >= Phase::Forcing {
-            Stats::bump(&self.shared.stats.connections_forced);
-            crate::metrics::forced_close("connection");
-        } else if phase.is_shutting_down() {
-            Stats::bump(&self.shared.stats.connections_graceful);
-        }
-        self.shared.connections.release();
-    }
-}
-
-impl fmt::Debug for ConnectionGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectionGuard").finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::{Config, Lifecycle, Phase};
-
-    #[test]
-    fn counts_return_to_start_after_clone_drop_and_downgrade() {
-        let lifecycle = Lifecycle::new(Config::default());
-        let handle = lifecycle.handle();
-        let counts = |h: &crate::LifecycleHandle| (h.in_flight_requests(), h.open_connections());
-        assert_eq!(counts(&handle), (0, 0));
-
-        let clone = handle.clone();
-        let weak = handle.downgrade();
-        let r1 = clone.track_request();
-        let c1 = clone.track_connection();
-        drop(clone);
-        assert_eq!(counts(&handle), (1, 1));
-
-        let upgraded = weak.upgrade().unwrap();
-        let r2 = upgraded.track_request();
-        assert_eq!(counts(&handle), (2, 1));
-        drop(upgraded);
-        drop(r1);
-        r2.finish();
-        drop(c1);
-        assert_eq!(counts(&handle), (0, 0));
-    }
-
     #[tokio::test]
     async fn the_counter_wait_completes_only_when_closed_and_empty() {
         use tokio_test::{assert_pending, assert_ready, task};
@@ -451,83 +331,5 @@ mod tests {
             assert!(waited.is_ok(), "a wake-up was lost");
             releaser.join().unwrap();
         }
-    }
-
-    #[test]
-    fn long_and_multibyte_paths_are_cut_at_a_character_boundary() {
-        let long = format!("/{}", "é".repeat(40));
-        let snippet = super::PathSnippet::new(&long);
-        assert!(long.starts_with(snippet.as_str()));
-        assert!(snippet.as_str().len() <= 63);
-        assert_eq!(super::PathSnippet::new("/short").as_str(), "/short");
-    }
-
-    #[test]
-    fn a_connection_counts_once_under_its_protocol_until_dropped() {
-        use crate::Protocol;
-        let lifecycle = Lifecycle::new(Config::default());
-        let handle = lifecycle.handle();
-        let h1 = handle.track_connection();
-        let h2 = handle.track_connection();
-        let unknown = handle.track_connection();
-        h1.set_protocol(Protocol::Http1);
-        h2.set_protocol(Protocol::Http2);
-        h2.set_protocol(Protocol::Http1); // only the first call counts
-        assert_eq!(handle.open_connections_speaking(Protocol::Http1), 1);
-        assert_eq!(handle.open_connections_speaking(Protocol::Http2), 1);
-        assert_eq!(handle.open_connections(), 3);
-        drop((h1, h2, unknown));
-        assert_eq!(handle.open_connections_speaking(Protocol::Http1), 0);
-        assert_eq!(handle.open_connections_speaking(Protocol::Http2), 0);
-    }
-
-    #[test]
-    fn a_weak_handle_does_not_keep_the_lifecycle_alive() {
-        let lifecycle = Lifecycle::new(Config::default());
-        let weak = lifecycle.handle().downgrade();
-        assert!(weak.upgrade().is_some());
-        drop(lifecycle);
-        assert!(weak.upgrade().is_none());
-    }
-
-    #[test]
-    fn a_panicking_handler_releases_its_request() {
-        let lifecycle = Lifecycle::new(Config::default());
-        let handle = lifecycle.handle();
-        let inner = handle.clone();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            let _guard = inner.track_request();
-            panic!("handler failed");
-        }));
-        assert!(result.is_err());
-        assert_eq!(handle.in_flight_requests(), 0);
-    }
-
-    #[test]
-    fn releases_after_the_trigger_are_counted_by_kind() {
-        let lifecycle = Lifecycle::new(Config::default());
-        let handle = lifecycle.handle();
-        // Before the trigger nothing is counted for the report.
-        handle.track_request().finish();
-        let finished = handle.track_request();
-        let abandoned = handle.track_request();
-        let graceful = handle.track_connection();
-        let forced = handle.track_connection();
-        let aborted = handle.track_request();
-
-        handle.shutdown();
-        finished.finish();
-        drop(abandoned); // the client went away: neither completed nor aborted
-        drop(graceful);
-        handle.shared.advance(Phase::Forcing);
-        drop(forced);
-        drop(aborted);
-
-        let stats = &handle.shared.stats;
-        let get = super::Stats::get;
-        assert_eq!(get(&stats.requests_completed), 1);
-        assert_eq!(get(&stats.requests_aborted), 1);
-        assert_eq!(get(&stats.connections_graceful), 1);
-        assert_eq!(get(&stats.connections_forced), 1);
     }
 }

@@ -220,7 +220,12 @@ impl Registered {
                 )),
             ),
         };
-        crate::metrics::check_result(self.probe, &self.check.name, report.status(), duration);
+        let value = match report.status() {
+            Status::Pass => 1.0,
+            Status::Warn => 0.5,
+            Status::Fail => 0.0,
+        };
+        crate::metrics::check_result(self.probe.as_str(), &self.check.name, value, duration);
         if report.status() != Status::Pass {
             warn!(
                 check = &*self.check.name,

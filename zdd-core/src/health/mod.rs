@@ -50,7 +50,10 @@ mod startup;
 use std::{
     borrow::Cow,
     fmt,
-    sync::{Arc, RwLock, atomic::Ordering},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -59,7 +62,7 @@ pub use self::{
     check::{Check, CheckOutput, Verdict},
     startup::StartupTask,
 };
-use crate::{Phase, lifecycle::Shared};
+use crate::{Phase, machine::Machine};
 
 cfg_tower! {
     mod service;
@@ -276,15 +279,38 @@ impl fmt::Display for HealthReport {
     }
 }
 
-/// Registered checks and startup tasks.
+/// Registered checks and startup tasks, and the not-ready toggle. Health reads the phase
+/// (from the [`Machine`]) and never writes it.
 #[derive(Default)]
 pub(crate) struct Health {
-    pub(crate) startup: Startup,
+    startup: Startup,
     readiness: RwLock<Vec<Arc<check::Registered>>>,
     liveness: RwLock<Vec<Arc<check::Registered>>>,
+    not_ready: AtomicBool,
+}
+
+impl fmt::Debug for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Health")
+            .field("not_ready", &self.is_marked_not_ready())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Health {
+    pub(crate) fn startup(&self) -> &Startup {
+        &self.startup
+    }
+
+    /// Holds readiness down (or lets it go); returns the previous setting.
+    pub(crate) fn set_not_ready(&self, not_ready: bool) -> bool {
+        self.not_ready.swap(not_ready, Ordering::AcqRel)
+    }
+
+    pub(crate) fn is_marked_not_ready(&self) -> bool {
+        self.not_ready.load(Ordering::Acquire)
+    }
+
     pub(crate) fn add_readiness(&self, check: Check) {
         self.readiness
             .write()
@@ -333,11 +359,18 @@ fn worst(checks: &[CheckReport]) -> Status {
         .unwrap_or(Status::Pass)
 }
 
-pub(crate) async fn evaluate(shared: &Shared, probe: Probe) -> HealthReport {
-    let phase = shared.phase();
+impl Health {
+    /// Answers `probe` for the phase `machine` is in.
+    pub(crate) async fn evaluate(&self, machine: &Machine, probe: Probe) -> HealthReport {
+        evaluate(self, machine, probe).await
+    }
+}
+
+async fn evaluate(health: &Health, machine: &Machine, probe: Probe) -> HealthReport {
+    let phase = machine.phase();
     let (status, reason, checks) = match probe {
         Probe::Startup => {
-            let tasks = shared.health.startup.reports();
+            let tasks = health.startup.reports();
             match phase {
                 Phase::Starting => (Status::Fail, Some("starting"), tasks),
                 _ => (Status::Pass, None, tasks),
@@ -345,18 +378,18 @@ pub(crate) async fn evaluate(shared: &Shared, probe: Probe) -> HealthReport {
         }
         Probe::Liveness if phase.is_shutting_down() => (Status::Pass, None, Vec::new()),
         Probe::Liveness => {
-            let checks = run_checks(&shared.health.liveness).await;
+            let checks = run_checks(&health.liveness).await;
             (worst(&checks), None, checks)
         }
         Probe::Readiness => match phase {
             Phase::Starting => (Status::Fail, Some("starting"), Vec::new()),
-            Phase::Serving if shared.not_ready.load(Ordering::Acquire) => {
+            Phase::Serving if health.is_marked_not_ready() => {
                 (Status::Fail, Some("marked not ready"), Vec::new())
             }
             Phase::Serving => {
-                let checks = run_checks(&shared.health.readiness).await;
+                let checks = run_checks(&health.readiness).await;
                 // The phase may have moved on while the checks ran.
-                if shared.phase().is_shutting_down() {
+                if machine.phase().is_shutting_down() {
                     (Status::Fail, Some("shutting down"), checks)
                 } else {
                     (worst(&checks), None, checks)
@@ -368,7 +401,7 @@ pub(crate) async fn evaluate(shared: &Shared, probe: Probe) -> HealthReport {
     HealthReport {
         probe,
         status,
-        phase: shared.phase(),
+        phase: machine.phase(),
         reason,
         checks,
     }

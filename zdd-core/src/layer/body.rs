@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::tracker::RequestGuard;
+use crate::guard::RequestGuard;
 
 pin_project! {
     /// The response body of [`Zdd`](super::Zdd): the inner body carrying the request's

@@ -11,7 +11,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::{ResponseBody, close_if_shutting_down};
-use crate::{LifecycleHandle, Probe, health::respond, tracker::RequestGuard};
+use crate::{LifecycleHandle, Probe, guard::RequestGuard, health::respond};
 
 type ProbeFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
 

@@ -75,7 +75,7 @@ where
         if let LateRequests::Reject { retry_after } = settings.late
             && settings.handle.phase() >= Phase::Draining
         {
-            settings.handle.shared.stats.record_rejected();
+            settings.handle.record_rejected();
             debug!(
                 method = request.method().as_str(),
                 path, "late request rejected"

@@ -2,19 +2,19 @@ use std::{
     borrow::Cow,
     fmt,
     future::Future,
-    sync::{Arc, Weak, atomic::Ordering},
+    sync::{Arc, Weak},
     time::Duration,
 };
 
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::{sync::CancellationToken, task::task_tracker::TrackedFuture};
 
-use super::{PhaseReached, Shared};
 use crate::{
-    Config, Phase, Trigger,
+    Config, Phase, PhaseReached, Trigger,
+    guard::{ConnectionGuard, RequestGuard},
     health::{Check, HealthReport, Probe, StartupTask},
     hooks::{Hook, HookOutput},
-    tracker::{ConnectionGuard, RequestGuard},
+    shared::Shared,
 };
 
 /// A cheap, cloneable handle to a [`Lifecycle`](crate::Lifecycle).
@@ -37,7 +37,7 @@ impl LifecycleHandle {
     #[must_use]
     #[inline]
     pub fn phase(&self) -> Phase {
-        self.shared.phase()
+        self.shared.machine().phase()
     }
 
     /// Whether shutdown has begun (the phase is [`Phase::Unready`] or later).
@@ -70,10 +70,9 @@ impl LifecycleHandle {
     /// # Ok::<(), zdd_core::ConfigError>(())
     /// ```
     pub fn listening_on(&self, addr: std::net::SocketAddr) {
-        let config = &self.shared.config;
-        if config.propagation_delay_defaulted_to_zero()
+        if self.shared.config().propagation_delay_defaulted_to_zero()
             && !addr.ip().is_loopback()
-            && !self.shared.warned_no_delay.swap(true, Ordering::Relaxed)
+            && self.shared.first_no_delay_warning()
         {
             warn!(
                 addr = %addr,
@@ -86,12 +85,12 @@ impl LifecycleHandle {
     /// A receiver that sees every phase change.
     #[must_use]
     pub fn watch(&self) -> watch::Receiver<Phase> {
-        self.shared.subscribe()
+        self.shared.machine().subscribe()
     }
 
     /// Completes once `phase` (or a later one) is reached.
     pub fn reached(&self, phase: Phase) -> PhaseReached {
-        PhaseReached::new(self.shared.milestone(phase), phase)
+        self.shared.machine().reached(phase)
     }
 
     /// A receiver whose value turns `true` once `phase` (or a later one) is reached. Its
@@ -121,7 +120,7 @@ impl LifecycleHandle {
     /// ```
     #[must_use]
     pub fn milestone(&self, phase: Phase) -> watch::Receiver<bool> {
-        self.shared.milestone(phase)
+        self.shared.machine().milestone(phase)
     }
 
     /// Completes when shutdown is triggered ([`Phase::Unready`]).
@@ -226,20 +225,20 @@ impl LifecycleHandle {
     /// Requests in flight now.
     #[must_use]
     pub fn in_flight_requests(&self) -> usize {
-        self.shared.requests.len()
+        self.shared.work().requests().len()
     }
 
     /// Connections open now.
     #[must_use]
     pub fn open_connections(&self) -> usize {
-        self.shared.connections.len()
+        self.shared.work().connections().len()
     }
 
     /// Connections open now that speak `protocol` (as recorded by the server with
     /// [`ConnectionGuard::set_protocol`]).
     #[must_use]
     pub fn open_connections_speaking(&self, protocol: crate::Protocol) -> usize {
-        let (http1, http2) = self.shared.stats.open_by_protocol();
+        let (http1, http2) = self.shared.work().stats().open_by_protocol();
         match protocol {
             crate::Protocol::Http1 => http1,
             crate::Protocol::Http2 => http2,
@@ -249,7 +248,7 @@ impl LifecycleHandle {
     /// Tracked background tasks running now.
     #[must_use]
     pub fn running_tasks(&self) -> usize {
-        self.shared.tasks.len()
+        self.shared.work().tasks().len()
     }
 
     /// The background tasks' cancellation token, cancelled when draining starts.
@@ -257,7 +256,7 @@ impl LifecycleHandle {
     /// Keep it off per-request paths: checking it takes a lock. Use [`Self::phase`] there.
     #[must_use]
     pub fn token(&self) -> CancellationToken {
-        self.shared.cancel.clone()
+        self.shared.work().token().clone()
     }
 
     /// Spawns a background task that the drain waits for. It is given the lifecycle's
@@ -297,12 +296,13 @@ impl LifecycleHandle {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        self.shared.tasks.spawn(task(self.shared.cancel.clone()))
+        let work = self.shared.work();
+        work.tasks().spawn(task(work.token().clone()))
     }
 
     /// Wraps `future` so the drain waits for it, without spawning it.
     pub fn track_future<F: Future>(&self, future: F) -> TrackedFuture<F> {
-        self.shared.tasks.track_future(future)
+        self.shared.work().tasks().track_future(future)
     }
 
     /// Registers a startup task: readiness and startup probes fail, and the lifecycle stays
@@ -342,13 +342,13 @@ impl LifecycleHandle {
                 "startup task registered after startup"
             );
         }
-        self.shared.health.startup.register(name)
+        self.shared.health().startup().register(name)
     }
 
     /// Adds a readiness check, run (with its timeout, and cached) when the readiness probe is
     /// asked while serving.
     pub fn readiness_check(&self, check: Check) {
-        self.shared.health.add_readiness(check);
+        self.shared.health().add_readiness(check);
     }
 
     /// Adds a liveness check. Liveness checks must only look at the process itself (a wedged
@@ -356,13 +356,13 @@ impl LifecycleHandle {
     /// every replica restarted at once. They are not run once shutdown has begun, so
     /// liveness never fails because of shutdown.
     pub fn liveness_check(&self, check: Check) {
-        self.shared.health.add_liveness(check);
+        self.shared.health().add_liveness(check);
     }
 
     /// Marks the service not ready (or ready again) while serving, for maintenance or a
     /// blue-green cut-over. It does not start shutdown.
     pub fn set_not_ready(&self, not_ready: bool) {
-        let was = self.shared.not_ready.swap(not_ready, Ordering::AcqRel);
+        let was = self.shared.health().set_not_ready(not_ready);
         if was != not_ready {
             info!(not_ready, "readiness toggled");
         }
@@ -371,12 +371,13 @@ impl LifecycleHandle {
     /// Whether [`Self::set_not_ready`] currently holds readiness down.
     #[must_use]
     pub fn is_marked_not_ready(&self) -> bool {
-        self.shared.not_ready.load(Ordering::Acquire)
+        self.shared.health().is_marked_not_ready()
     }
 
     /// Answers a probe: the phase, the checks that apply, and the resulting status.
     pub async fn probe(&self, probe: Probe) -> HealthReport {
-        crate::health::evaluate(&self.shared, probe).await
+        let shared = &self.shared;
+        shared.health().evaluate(shared.machine(), probe).await
     }
 
     /// Registers a cleanup hook, run after the drain in reverse registration order (the
@@ -422,17 +423,20 @@ impl LifecycleHandle {
                 "cleanup hook registered after cleanup started; it will not run"
             );
         }
-        self.shared
-            .hooks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(hook);
+        self.shared.add_hook(hook);
     }
 
     /// The timings in use.
     #[must_use]
     pub fn config(&self) -> &Config {
-        &self.shared.config
+        self.shared.config()
+    }
+
+    /// Counts a late request answered 503 during the drain, for the report and metrics.
+    #[cfg(feature = "tower")]
+    pub(crate) fn record_rejected(&self) {
+        self.shared.work().stats().request_rejected();
+        crate::metrics::late_request_rejected();
     }
 
     /// A weak handle, which does not keep the lifecycle's state alive.

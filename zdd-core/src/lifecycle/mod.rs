@@ -1,4 +1,5 @@
-//! The lifecycle controller, its cloneable handle, and the shared state behind them.
+//! The lifecycle controller and its cloneable handle: the public face that wires the owners
+//! (phase machine, work tracking, health, hooks) together.
 //!
 //! A [`Lifecycle`] is created once per process from a [`Config`]. Everything that needs to
 //! know about shutdown gets a [`LifecycleHandle`] from it: servers track connections and
@@ -33,33 +34,12 @@
 //! # }
 //! ```
 
-mod future;
 mod handle;
 
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::{
-        Arc, Mutex, OnceLock,
-        atomic::{AtomicBool, AtomicU8, Ordering},
-    },
-};
+use std::{future::Future, pin::Pin, sync::Arc};
 
-use crossbeam_utils::CachePadded;
-use tokio::{sync::watch, time::Instant};
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
-
-pub use self::{
-    future::PhaseReached,
-    handle::{LifecycleHandle, WeakLifecycleHandle},
-};
-use crate::{
-    Config, Phase, Trigger,
-    health::Health,
-    hooks::Hook,
-    report::ShutdownReport,
-    tracker::{Counter, Stats},
-};
+pub use self::handle::{LifecycleHandle, WeakLifecycleHandle};
+use crate::{Config, report::ShutdownReport, shared::Shared};
 
 type TriggerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -99,7 +79,7 @@ impl Lifecycle {
     /// The timings in use.
     #[must_use]
     pub fn config(&self) -> &Config {
-        &self.shared.config
+        self.shared.config()
     }
 
     /// Starts the shutdown sequence when `future` completes, with [`Trigger::Future`].
@@ -155,7 +135,7 @@ cfg_signal! {
         /// When the signal handlers cannot be registered.
         pub fn listen_for_signals(&mut self) -> std::io::Result<()> {
             if self.signals.is_none() {
-                self.signals = Some(crate::signal::SignalListener::start(&self.handle())?);
+                self.signals = Some(crate::signal::SignalListener::start(&self.shared)?);
             }
             Ok(())
         }
@@ -172,158 +152,11 @@ impl std::fmt::Debug for Lifecycle {
         } = self;
         let mut debug = f.debug_struct("Lifecycle");
         debug
-            .field("phase", &shared.phase())
+            .field("phase", &shared.machine().phase())
             .field("triggers", &triggers.len());
         #[cfg(all(feature = "signal", unix))]
         debug.field("signals", &signals.is_some());
         debug.finish()
-    }
-}
-
-/// State shared by the controller, its handles and every guard.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    /// The phase, for watchers. Every waiter holds its own receiver, and tokio shards a watch
-    /// channel's waiters, so waking thousands of connections does not contend on one lock.
-    phase_tx: watch::Sender<Phase>,
-    /// A copy of the phase for the request path, where a plain atomic load is all we can
-    /// afford. Written (inside the watch's write lock) before watchers are woken. On a
-    /// cache line of its own: every connection reads it at every read and write, and it
-    /// must not share a line with the counts every request writes.
-    phase_now: CachePadded<AtomicU8>,
-    /// One flag per phase, set once when it is reached. A task waiting for one phase
-    /// subscribes to its flag only, so it is woken once, for that phase, instead of at every
-    /// transition (ten thousand idle connections waiting for the drain are not woken when
-    /// the service turns unready).
-    milestones: [watch::Sender<bool>; 7],
-    /// When each phase was entered; only touched on transitions.
-    entered: Mutex<[Option<Instant>; 7]>,
-    trigger: OnceLock<Trigger>,
-    /// Cancelled when forcing is requested (second signal or [`LifecycleHandle::force`]).
-    pub(crate) force: CancellationToken,
-    /// Handed to background tasks; cancelled when draining starts.
-    pub(crate) cancel: CancellationToken,
-    /// Each count on its own cache line, away from the phase and from the reference count
-    /// of the `Arc` that holds this (with a 128-byte aligned field, the data starts on a
-    /// line after the `Arc`'s counts).
-    pub(crate) requests: CachePadded<Counter>,
-    pub(crate) connections: CachePadded<Counter>,
-    pub(crate) tasks: TaskTracker,
-    pub(crate) stats: Stats,
-    pub(crate) health: Health,
-    pub(crate) hooks: Mutex<Vec<Hook>>,
-    pub(crate) not_ready: AtomicBool,
-    /// Set once the missing-propagation-delay warning was logged.
-    pub(crate) warned_no_delay: AtomicBool,
-}
-
-impl Shared {
-    fn new(config: Config) -> Self {
-        let mut entered = [None; 7];
-        entered[Phase::Starting.index()] = Some(Instant::now());
-        Self {
-            config,
-            phase_tx: watch::Sender::new(Phase::Starting),
-            phase_now: CachePadded::new(AtomicU8::new(Phase::Starting as u8)),
-            milestones: std::array::from_fn(|i| watch::Sender::new(i == 0)),
-            entered: Mutex::new(entered),
-            trigger: OnceLock::new(),
-            force: CancellationToken::new(),
-            cancel: CancellationToken::new(),
-            requests: CachePadded::default(),
-            connections: CachePadded::default(),
-            tasks: TaskTracker::new(),
-            stats: Stats::default(),
-            health: Health::default(),
-            hooks: Mutex::new(Vec::new()),
-            not_ready: AtomicBool::new(false),
-            warned_no_delay: AtomicBool::new(false),
-        }
-    }
-
-    /// The current phase, from the request-path atomic.
-    #[inline]
-    pub(crate) fn phase(&self) -> Phase {
-        // Acquire pairs with the Release store in `advance`, so a reader that sees a phase
-        // also sees everything the sequence did before entering it.
-        Phase::from_u8(self.phase_now.load(Ordering::Acquire))
-    }
-
-    pub(crate) fn subscribe(&self) -> watch::Receiver<Phase> {
-        self.phase_tx.subscribe()
-    }
-
-    /// A receiver whose value turns `true` once `phase` is reached, and changes only then.
-    pub(crate) fn milestone(&self, phase: Phase) -> watch::Receiver<bool> {
-        self.milestones[phase.index()].subscribe()
-    }
-
-    /// Moves to `to` if it is later than the current phase. Returns whether it moved.
-    pub(crate) fn advance(&self, to: Phase) -> bool {
-        let mut from = to;
-        let moved = self.phase_tx.send_if_modified(|current| {
-            if to <= *current {
-                return false;
-            }
-            from = *current;
-            *current = to;
-            self.phase_now.store(to as u8, Ordering::Release);
-            true
-        });
-        if moved {
-            for milestone in &self.milestones[from.index() + 1..=to.index()] {
-                milestone.send_replace(true);
-            }
-            let now = Instant::now();
-            let mut entered = self.entered.lock().unwrap_or_else(|e| e.into_inner());
-            let previous = entered[from.index()].map(|at| now.saturating_duration_since(at));
-            entered[to.index()] = Some(now);
-            drop(entered);
-            crate::metrics::transition(from, to, previous);
-            crate::metrics::sample(self);
-            let in_previous_ms = previous.map_or(0, |d| d.as_millis());
-            info!(
-                phase = to.as_str(),
-                from = from.as_str(),
-                in_previous_ms = in_previous_ms as u64,
-                in_flight_requests = self.requests.len(),
-                open_connections = self.connections.len(),
-                "phase changed"
-            );
-        }
-        moved
-    }
-
-    /// Records the trigger (the first one wins) and turns unready.
-    pub(crate) fn trigger(&self, trigger: Trigger) -> bool {
-        let first = self.trigger.set(trigger).is_ok();
-        if first {
-            info!(
-                trigger = trigger.as_str(),
-                phase = self.phase().as_str(),
-                "shutdown triggered"
-            );
-        } else {
-            debug!(trigger = trigger.as_str(), "shutdown already triggered");
-        }
-        self.advance(Phase::Unready);
-        first
-    }
-
-    pub(crate) fn force(&self, trigger: Trigger) {
-        self.trigger(trigger);
-        if !self.force.is_cancelled() {
-            warn!(trigger = trigger.as_str(), "forcing requested");
-            self.force.cancel();
-        }
-    }
-
-    pub(crate) fn recorded_trigger(&self) -> Option<Trigger> {
-        self.trigger.get().copied()
-    }
-
-    pub(crate) fn entered_at(&self) -> [Option<Instant>; 7] {
-        *self.entered.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -355,7 +188,17 @@ impl Lifecycle {
             signals,
         } = self;
         #[cfg(feature = "metrics")]
-        let sampler = tokio::spawn(crate::metrics::sampler(Arc::clone(&shared)));
+        let sampler = tokio::spawn({
+            let shared = Arc::clone(&shared);
+            async move {
+                let mut ticks = tokio::time::interval(crate::metrics::SAMPLE_INTERVAL);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    ticks.tick().await;
+                    crate::metrics::sample(shared.work());
+                }
+            }
+        });
         let report = crate::sequence::run(&shared, triggers).await;
         #[cfg(feature = "metrics")]
         sampler.abort();
