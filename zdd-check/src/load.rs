@@ -1,7 +1,6 @@
 //! The load: clients on kept-alive connections, each looping until the plan ends.
 
 use std::{
-    collections::BTreeMap,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -13,7 +12,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-use crate::{outcome::Outcome, summary::Summary};
+use crate::{
+    outcome::Outcome,
+    summary::{Seen, Summary},
+};
 
 /// What to send.
 #[derive(Debug)]
@@ -27,18 +29,6 @@ pub(crate) struct Plan {
     pub(crate) slow: Option<(http::Uri, u64)>,
     pub(crate) version_header: http::HeaderName,
     pub(crate) h2c: bool,
-}
-
-/// What one client saw.
-#[derive(Debug, Default)]
-pub(crate) struct Seen {
-    pub(crate) outcomes: BTreeMap<Outcome, u64>,
-    pub(crate) latencies: Vec<Duration>,
-    pub(crate) versions: BTreeMap<String, u64>,
-    pub(crate) first_errors: Vec<String>,
-    /// Pauses after failed connects, and their total length.
-    pub(crate) backoffs: u64,
-    pub(crate) backed_off: Duration,
 }
 
 /// The first pause after a failed connect; it doubles up to [`MAX_BACKOFF`].

@@ -4,7 +4,19 @@ use std::{collections::BTreeMap, fmt::Write, time::Duration};
 
 use serde_json::json;
 
-use crate::{load::Seen, outcome::Outcome};
+use crate::outcome::Outcome;
+
+/// What one client saw.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub(crate) outcomes: BTreeMap<Outcome, u64>,
+    pub(crate) latencies: Vec<Duration>,
+    pub(crate) versions: BTreeMap<String, u64>,
+    pub(crate) first_errors: Vec<String>,
+    /// Pauses after failed connects, and their total length.
+    pub(crate) backoffs: u64,
+    pub(crate) backed_off: Duration,
+}
 
 #[derive(Debug)]
 pub(crate) struct Summary {

@@ -8,7 +8,7 @@ use std::{fmt, sync::Arc, sync::atomic::AtomicU8, sync::atomic::Ordering, time::
 
 use http::Method;
 
-use crate::{Phase, Protocol, shared::Shared};
+use crate::{Phase, PhaseReached, Protocol, shared::Shared};
 
 /// How many requests aborted by forcing are logged one by one. Forcing a thousand streams
 /// must not write a thousand lines: the rest are counted, and the sequence logs one line
@@ -196,11 +196,49 @@ impl ConnectionGuard {
         }
     }
 
+    /// The protocol recorded with [`ConnectionGuard::set_protocol`], if any.
+    #[must_use]
+    #[inline]
+    pub fn protocol(&self) -> Option<Protocol> {
+        Protocol::from_index(self.protocol.load(Ordering::Relaxed))
+    }
+
     /// The current phase, read with one atomic load.
     #[must_use]
     #[inline]
     pub fn phase(&self) -> Phase {
         self.shared.machine().phase()
+    }
+
+    /// Completes when this connection should start its graceful close, by the protocol it
+    /// speaks: HTTP/2 when shutdown starts ([`Phase::Unready`]), so its GOAWAY sends
+    /// clients' next streams elsewhere while the listener still accepts; HTTP/1 (and a
+    /// connection whose protocol is not known yet) when draining starts
+    /// ([`Phase::Draining`]): until then each response carries `Connection: close`, and
+    /// closing an idle HTTP/1 connection earlier would race a request already on its way.
+    ///
+    /// Completes at once when that phase has passed. Call it again after
+    /// [`ConnectionGuard::set_protocol`]: the answer depends on the protocol.
+    pub fn graceful_close(&self) -> PhaseReached {
+        let phase = match self.protocol() {
+            Some(Protocol::Http2) => Phase::Unready,
+            Some(Protocol::Http1) | None => Phase::Draining,
+        };
+        self.shared.machine().reached(phase)
+    }
+
+    /// Whether the connection's I/O must fail now: forcing closes every connection still
+    /// open, upgraded ones too. One atomic load.
+    #[must_use]
+    #[inline]
+    pub fn must_fail_io(&self) -> bool {
+        self.phase() >= Phase::Forcing
+    }
+
+    /// Completes when the connection's I/O must fail ([`ConnectionGuard::must_fail_io`]), so a
+    /// task parked on the connection can be woken to close it.
+    pub fn io_fails(&self) -> PhaseReached {
+        self.shared.machine().reached(Phase::Forcing)
     }
 }
 

@@ -279,6 +279,16 @@ impl Protocol {
         }
     }
 
+    /// The protocol of a request's HTTP version: the one place versions are classified.
+    #[must_use]
+    pub fn of(version: http::Version) -> Self {
+        if version == http::Version::HTTP_2 {
+            Self::Http2
+        } else {
+            Self::Http1
+        }
+    }
+
     /// The protocol stored as `index() as u8`, or `None` for [`Protocol::NONE`].
     pub(crate) fn from_index(index: u8) -> Option<Self> {
         match index {

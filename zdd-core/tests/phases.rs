@@ -231,3 +231,64 @@ async fn a_phase_future_polled_many_times_is_woken_once_its_phase_comes() {
         .poll(&mut Context::from_waker(&second_waker));
     assert!(ready.is_ready());
 }
+
+#[tokio::test]
+async fn a_connection_closes_gracefully_by_its_protocol_and_fails_io_at_forcing() {
+    use tokio_test::{assert_pending, assert_ready, task};
+    use zdd_core::Protocol;
+
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let h2 = handle.track_connection();
+    h2.set_protocol(Protocol::Http2);
+    let h1 = handle.track_connection();
+    h1.set_protocol(Protocol::Http1);
+    let unknown = handle.track_connection();
+    assert_eq!(h2.protocol(), Some(Protocol::Http2));
+    assert_eq!(unknown.protocol(), None);
+
+    let mut h2_close = task::spawn(h2.graceful_close());
+    let mut h1_close = task::spawn(h1.graceful_close());
+    let mut unknown_close = task::spawn(unknown.graceful_close());
+    let mut stop_accepting = task::spawn(handle.stop_accepting());
+    let mut io_fails = task::spawn(h1.io_fails());
+    let mut abandon = task::spawn(handle.abandon_backlog());
+    for pending in [
+        &mut h2_close,
+        &mut h1_close,
+        &mut unknown_close,
+        &mut stop_accepting,
+        &mut io_fails,
+        &mut abandon,
+    ] {
+        assert_pending!(pending.poll());
+    }
+
+    // Unready: HTTP/2 gets its GOAWAY; HTTP/1 keeps its connection; the listener accepts.
+    handle.shutdown();
+    assert!(h2_close.is_woken());
+    assert_ready!(h2_close.poll());
+    assert_pending!(h1_close.poll());
+    assert_pending!(unknown_close.poll());
+    assert_pending!(stop_accepting.poll());
+
+    // Draining: HTTP/1 and connections of unknown protocol close; the listener stops.
+    let sequence = tokio::spawn(lifecycle.run());
+    handle.draining().await;
+    assert_ready!(h1_close.poll());
+    assert_ready!(unknown_close.poll());
+    assert_ready!(stop_accepting.poll());
+    assert!(!h1.must_fail_io());
+    assert_pending!(io_fails.poll());
+    assert_pending!(abandon.poll());
+
+    // Forcing: I/O fails, the backlog is abandoned; a close asked for now answers at once.
+    handle.force();
+    handle.reached(Phase::Forcing).await;
+    assert!(h1.must_fail_io() && h2.must_fail_io());
+    assert_ready!(io_fails.poll());
+    assert_ready!(abandon.poll());
+    assert_ready!(task::spawn(h1.graceful_close()).poll());
+    drop((h1, h2, unknown));
+    sequence.await.unwrap();
+}

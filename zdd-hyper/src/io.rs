@@ -14,15 +14,15 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::{Instant, Sleep, sleep_until},
 };
-use zdd_core::{Phase, PhaseReached};
+use zdd_core::PhaseReached;
 
-use crate::conn::ConnState;
+use crate::state::ConnState;
 
 /// A connection's stream, counted until it is dropped.
 ///
 /// The connection's guard lives in the state this wrapper shares, not in the connection
 /// task, so a connection handed to an upgraded protocol (a WebSocket) still counts, and
-/// still obeys forcing: once the lifecycle reaches [`Phase::Forcing`], every read and write
+/// still obeys forcing: once the core says its I/O must fail (at forcing), every read and write
 /// fails and the stream is closed, and a task waiting on a read or write is woken to see it.
 ///
 /// It also enforces the head deadline of every HTTP/1 request after the first (the first is
@@ -43,12 +43,8 @@ pub(crate) struct TrackedIo<I> {
 }
 
 impl<I> TrackedIo<I> {
-    pub(crate) fn new(
-        inner: I,
-        state: Arc<ConnState>,
-        forced: PhaseReached,
-        header_timeout: Duration,
-    ) -> Self {
+    pub(crate) fn new(inner: I, state: Arc<ConnState>, header_timeout: Duration) -> Self {
+        let forced = state.guard.io_fails();
         Self {
             inner: Some(inner),
             state,
@@ -98,7 +94,7 @@ fn aborted() -> io::Error {
 impl<I: Unpin> TrackedIo<I> {
     /// The stream, or an error once forcing has closed it.
     fn stream(&mut self) -> io::Result<Pin<&mut I>> {
-        if self.state.guard.phase() >= Phase::Forcing {
+        if self.state.guard.must_fail_io() {
             self.inner = None;
         }
         self.inner.as_mut().map(Pin::new).ok_or_else(aborted)

@@ -50,6 +50,7 @@ mod listener;
 mod response;
 mod serve;
 mod service;
+mod state;
 
 #[doc(inline)]
 pub use self::{

@@ -13,7 +13,7 @@ use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::conn::ConnState;
+use crate::state::ConnState;
 
 /// The connection a response belongs to, for an HTTP/1 request; none for HTTP/2, whose
 /// streams are not read one after another.

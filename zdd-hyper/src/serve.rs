@@ -10,7 +10,7 @@ use std::{
 use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_layer::Layer;
-use zdd_core::{Lifecycle, LifecycleHandle, Phase, ProbePaths, ShutdownReport, layer::ZddLayer};
+use zdd_core::{Lifecycle, LifecycleHandle, ProbePaths, ShutdownReport, layer::ZddLayer};
 
 use crate::{
     HttpService, Listener,
@@ -253,7 +253,7 @@ where
         if let Some(addr) = self.listener.network_addr() {
             self.handle.listening_on(addr);
         }
-        let mut draining = self.handle.draining();
+        let mut draining = self.handle.stop_accepting();
         let mut backoff = Backoff::default();
         loop {
             let permit = match &self.limit {
@@ -294,7 +294,7 @@ where
     /// When accepting fails for want of file descriptors, the queue is still there: the
     /// loop waits for draining connections to free some and asks again, until forcing.
     async fn serve_backlog(mut self) {
-        let mut forcing = self.handle.reached(Phase::Forcing);
+        let mut forcing = self.handle.abandon_backlog();
         let mut backoff = Backoff::default();
         let mut served = 0_u64;
         loop {
@@ -329,7 +329,6 @@ where
             self.handle.track_connection(),
             self.service.clone(),
             Arc::clone(&self.builder),
-            self.handle.clone(),
             self.deadlines,
         );
         tokio::spawn(async move {

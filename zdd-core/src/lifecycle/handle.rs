@@ -174,6 +174,21 @@ impl LifecycleHandle {
         crate::UntilDraining::new(stream, self.draining())
     }
 
+    /// Completes when a server's listeners stop taking new connections: when draining
+    /// starts. Until then they keep accepting, also while unready, because load balancers
+    /// still send traffic during the propagation delay. After it, a listener takes what
+    /// the kernel already queued (closing it first would reset those connections), then
+    /// closes.
+    pub fn stop_accepting(&self) -> PhaseReached {
+        self.reached(Phase::Draining)
+    }
+
+    /// Completes when a listener must give up on its queue and close, even if taking it
+    /// failed for want of file descriptors: when forcing starts.
+    pub fn abandon_backlog(&self) -> PhaseReached {
+        self.reached(Phase::Forcing)
+    }
+
     /// Starts the shutdown sequence with the given trigger. Returns `true` if this call
     /// started it, `false` if it had already started (the first trigger is kept).
     // Most callers only want the effect; the answer is there for those who care.
