@@ -204,16 +204,18 @@ impl Stats {
 /// # Invariants
 ///
 /// `count` is the number of live guards. `closed` is set once, when draining starts, and
-/// never cleared. The waiter is woken only by a release that takes `count` to zero while
-/// `closed` is set, so before the drain the request path never touches the `Notify`.
+/// never cleared. The waiter is woken by a release that takes `count` to zero while
+/// `closed` is set, or by `close` itself when `count` is already zero; before the drain the
+/// request path never touches the `Notify`.
 ///
 /// # Why no wake-up is lost
 ///
-/// The waiter registers with `Notified::enable` and then reads `count`; a releaser
-/// decrements `count` and then reads `closed`. Both pairs are `SeqCst`, so in their single
-/// total order either the releaser sees `closed` (and `notify_waiters` reaches the already
-/// registered waiter, or the waiter's later read of `count` sees zero), or the decrement
-/// comes before the waiter's read of `count`, which then sees zero.
+/// The waiter registers with `Notified::enable` and then reads `closed` and `count`; a
+/// releaser decrements `count` and then reads `closed`; the closer sets `closed` and then
+/// reads `count`. All of these are `SeqCst`, so they have one total order. If the waiter's
+/// reads come after the last decrement and after the close, it sees the count at zero and
+/// closed, and returns. Otherwise whichever of the two came last (the decrement to zero, or
+/// the close) comes after the waiter registered, reads the other's write, and wakes it.
 #[derive(Debug, Default)]
 pub(crate) struct Counter {
     count: AtomicUsize,
@@ -240,9 +242,17 @@ impl Counter {
         self.count.load(Ordering::Acquire)
     }
 
-    /// Lets [`Counter::wait`] complete once the count is zero.
+    /// Lets [`Counter::wait`] complete once the count is zero, waking a waiter at once when
+    /// it already is.
     pub(crate) fn close(&self) {
+        // SeqCst, like the pair in `release`: a waiter that registered before this store
+        // either sees `closed` on its check, or is registered when the load below reads
+        // zero and is woken here; a release that takes the count to zero after the load
+        // sees `closed` and wakes it there.
         self.closed.store(true, Ordering::SeqCst);
+        if self.count.load(Ordering::SeqCst) == 0 {
+            self.zero.notify_waiters();
+        }
     }
 
     /// Completes once closed and the count is zero.
@@ -316,6 +326,18 @@ mod tests {
         assert_pending!(wait.poll());
         counter.release();
         assert!(wait.is_woken(), "the release to zero wakes the waiter");
+        assert_ready!(wait.poll());
+    }
+
+    #[tokio::test]
+    async fn closing_an_empty_counter_wakes_a_wait_begun_before() {
+        // This wait used to hang: nothing was released after `close`, and `close` woke no one.
+        use tokio_test::{assert_pending, assert_ready, task};
+        let counter = super::Counter::default();
+        let mut wait = task::spawn(counter.wait());
+        assert_pending!(wait.poll(), "not closed yet");
+        counter.close();
+        assert!(wait.is_woken(), "closing an empty counter wakes the waiter");
         assert_ready!(wait.poll());
     }
 
