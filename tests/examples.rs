@@ -222,3 +222,16 @@ async fn prometheus_metrics_move_and_keep_answering_while_shutting_down() {
         .unwrap();
     assert_eq!(exited.code, Some(0), "{:#?}", exited.output);
 }
+
+/// The facade names everything its `serve` functions' signatures use.
+#[test]
+fn the_facade_names_the_serve_types() {
+    fn named(
+        _: Option<zdd::ServeFuture>,
+        _: Option<zdd::Serve<tokio::net::TcpListener, axum::Router>>,
+    ) {
+    }
+    fn bounds<S: zdd::HttpService, L: zdd::Listener>(_: &S, _: Option<L>) {}
+    named(None, None);
+    bounds::<_, tokio::net::TcpListener>(&axum::Router::<()>::new(), None);
+}

@@ -56,6 +56,9 @@ pub use self::{
 };
 #[doc(inline)]
 pub use zdd_core::layer::ZddLayer;
+/// The types [`serve`]'s signature names, so they can be named from this crate.
+#[doc(no_inline)]
+pub use zdd_hyper::{HttpService, Listener, Serve, ServeFuture};
 
 /// The README's examples, compiled and run as doctests so they cannot drift from the API.
 #[cfg(doctest)]

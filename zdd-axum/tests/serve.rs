@@ -81,3 +81,33 @@ async fn probe_routes_answer_on_a_plain_axum_server() {
             .starts_with("HTTP/1.1 404")
     );
 }
+
+/// A server a user keeps in a struct of their own: every type in `serve`'s signature, and
+/// the future it turns into, can be named from this crate.
+struct App {
+    server: zdd_axum::ServeFuture,
+}
+
+fn build<L: zdd_axum::Listener>(listener: L, lifecycle: Lifecycle) -> App {
+    let serve: zdd_axum::Serve<L, Router> = zdd_axum::serve(
+        listener,
+        Router::new().route("/", get(|| async { "hi" })),
+        lifecycle,
+    );
+    App {
+        server: std::future::IntoFuture::into_future(serve),
+    }
+}
+
+#[tokio::test]
+async fn the_server_future_can_be_named_stored_and_spawned() {
+    fn is_http_service<S: zdd_axum::HttpService>(_: &S) {}
+    is_http_service(&Router::new());
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let app = build(TcpListener::bind("127.0.0.1:0").await.unwrap(), lifecycle);
+    let running = tokio::spawn(app.server);
+    handle.reached(Phase::Serving).await;
+    handle.shutdown();
+    assert!(running.await.unwrap().is_graceful());
+}

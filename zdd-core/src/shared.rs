@@ -120,6 +120,21 @@ impl Shared {
         first
     }
 
+    /// The sequence was dropped before it finished: go to forcing at once, so everything
+    /// that watches the phases (listeners, connections) ends, and stay there.
+    pub(crate) fn abandon(&self) {
+        if self.machine.phase() >= Phase::Forcing {
+            return;
+        }
+        warn!(
+            phase = self.machine.phase().as_str(),
+            "the lifecycle's sequence was dropped before it finished: forcing, without cleanup or report"
+        );
+        self.machine.record_trigger(Trigger::Programmatic);
+        self.machine.request_force();
+        self.advance(Phase::Forcing);
+    }
+
     /// Triggers shutdown (if it has not started) and asks the sequence to force.
     pub(crate) fn force(&self, trigger: Trigger) {
         self.trigger(trigger);

@@ -157,6 +157,7 @@ impl Stats {
         self.requests_aborted.fetch_add(1, Ordering::Relaxed)
     }
 
+    #[cfg(feature = "tower")]
     pub(crate) fn request_rejected(&self) {
         self.requests_rejected.fetch_add(1, Ordering::Relaxed);
     }

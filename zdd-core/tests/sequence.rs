@@ -440,3 +440,25 @@ async fn the_largest_durations_the_configuration_accepts_run_without_overflow() 
     assert_eq!(report.forced(), Some(ForceReason::Requested));
     assert_eq!(report.left_open(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_run_future_abandons_the_lifecycle_to_forcing_without_cleanup() {
+    let lifecycle = Lifecycle::new(config(5, 20, 3));
+    let handle = lifecycle.handle();
+    let cleaned = Arc::new(AtomicUsize::new(0));
+    let hook_ran = Arc::clone(&cleaned);
+    handle.on_cleanup("pool", Duration::from_secs(1), async move {
+        hook_ran.fetch_add(1, Ordering::SeqCst);
+    });
+    let connection = handle.track_connection();
+    let mut io_fails = std::pin::pin!(connection.io_fails());
+    let sequence = tokio::spawn(lifecycle.run());
+    handle.reached(Phase::Serving).await;
+
+    sequence.abort();
+    assert!(sequence.await.unwrap_err().is_cancelled());
+    assert_eq!(handle.phase(), Phase::Forcing, "abandoned: forcing at once");
+    (&mut io_fails).await;
+    assert!(connection.must_fail_io());
+    assert_eq!(cleaned.load(Ordering::SeqCst), 0, "no cleanup hook runs");
+}

@@ -55,7 +55,7 @@ mod state;
 #[doc(inline)]
 pub use self::{
     listener::{Listener, bind},
-    serve::{Serve, serve},
+    serve::{Serve, ServeFuture, serve},
     service::HttpService,
 };
 

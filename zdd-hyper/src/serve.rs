@@ -201,7 +201,7 @@ where
     S: HttpService,
 {
     type Output = ShutdownReport;
-    type IntoFuture = Pin<Box<dyn Future<Output = ShutdownReport> + Send>>;
+    type IntoFuture = ServeFuture;
 
     fn into_future(self) -> Self::IntoFuture {
         let Self {
@@ -222,13 +222,48 @@ where
             deadlines,
             limit: max_connections.map(|n| Arc::new(Semaphore::new(n))),
         };
-        Box::pin(async move {
-            // Tracked, so the drain also waits for the listener to close.
-            let accepting = tokio::spawn(handle.track_future(accept.run()));
-            let report = lifecycle.run().await;
-            accepting.abort();
-            report
-        })
+        ServeFuture {
+            inner: Box::pin(async move {
+                // Tracked, so the drain also waits for the listener to close.
+                let accepting = tokio::spawn(handle.track_future(accept.run()));
+                let report = lifecycle.run().await;
+                accepting.abort();
+                report
+            }),
+        }
+    }
+}
+
+/// The running server: [`Serve`] turned into a future by `.await` (or
+/// [`IntoFuture::into_future`], to store or spawn it). It completes with the
+/// [`ShutdownReport`] when the lifecycle's sequence ends.
+///
+/// # Cancel safety
+///
+/// Dropping it before it completes abandons the lifecycle (see
+/// [`Lifecycle::run`](zdd_core::Lifecycle::run)): the listener stops accepting, after
+/// taking the connections the kernel already queued, and every connection is closed as
+/// forcing closes it; no cleanup hook runs. The accept loop and the connections run on
+/// their own tasks and end by themselves, promptly, once the lifecycle is forcing.
+#[must_use = "futures do nothing unless polled"]
+pub struct ServeFuture {
+    inner: Pin<Box<dyn Future<Output = ShutdownReport> + Send>>,
+}
+
+impl Future for ServeFuture {
+    type Output = ShutdownReport;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<ShutdownReport> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl std::fmt::Debug for ServeFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeFuture").finish_non_exhaustive()
     }
 }
 

@@ -442,3 +442,29 @@ async fn an_upgraded_connection_is_not_bound_by_the_header_timeout() {
     server.handle.force();
     server.report().await;
 }
+
+#[tokio::test]
+async fn dropping_the_serve_future_stops_accepting_and_closes_its_connections() {
+    let mut server = start(config(0, 20_000)).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client
+        .send("GET /hang HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await;
+    server.wait_started("/hang").await;
+
+    server.report.abort(); // drops the serve future
+    assert!(server.report.await.unwrap_err().is_cancelled());
+    client.closed().await.unwrap();
+    assert_eq!(server.handle.phase(), Phase::Forcing);
+    // The listener is closed once the accept loop has taken its queue: a new connection
+    // is refused (polled with a bound: the loop ends on its own task).
+    let deadline = Instant::now() + BOUND;
+    while tokio::net::TcpStream::connect(server.addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after the drop");
+        tokio::task::yield_now().await;
+    }
+    while server.handle.open_connections() > 0 {
+        assert!(Instant::now() < deadline, "a connection outlived the drop");
+        tokio::task::yield_now().await;
+    }
+}

@@ -179,7 +179,10 @@ impl Lifecycle {
     ///
     /// # Cancel safety
     ///
-    /// Dropping the future stops the sequence where it is; the phase stays as it was.
+    /// Dropping the future before it returns abandons the lifecycle: it moves straight to
+    /// [`Phase::Forcing`] and stays there. Servers driven by it stop accepting (after taking
+    /// what is already queued) and close every connection, as forcing does; no cleanup hook
+    /// runs and no report is made. A warning is logged.
     pub async fn run(self) -> ShutdownReport {
         let Self {
             shared,
@@ -187,23 +190,49 @@ impl Lifecycle {
             #[cfg(all(feature = "signal", unix))]
             signals,
         } = self;
-        #[cfg(feature = "metrics")]
-        let sampler = tokio::spawn({
-            let shared = Arc::clone(&shared);
-            async move {
-                let mut ticks = tokio::time::interval(crate::metrics::SAMPLE_INTERVAL);
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                loop {
-                    ticks.tick().await;
-                    crate::metrics::sample(shared.work());
-                }
-            }
-        });
+        let mut running = Running {
+            shared: Arc::clone(&shared),
+            #[cfg(feature = "metrics")]
+            sampler: tokio::spawn(sample(Arc::clone(&shared))),
+            finished: false,
+        };
         let report = crate::sequence::run(&shared, triggers).await;
-        #[cfg(feature = "metrics")]
-        sampler.abort();
+        running.finished = true;
+        drop(running);
         #[cfg(all(feature = "signal", unix))]
         drop(signals);
         report
+    }
+}
+
+/// What [`Lifecycle::run`] started, ended when its future ends, whether by returning or by
+/// being dropped.
+struct Running {
+    shared: Arc<Shared>,
+    #[cfg(feature = "metrics")]
+    sampler: tokio::task::JoinHandle<()>,
+    /// The sequence returned its report.
+    finished: bool,
+}
+
+impl Drop for Running {
+    /// Stops the metrics sampler; abandons the lifecycle if the sequence did not finish.
+    fn drop(&mut self) {
+        #[cfg(feature = "metrics")]
+        self.sampler.abort();
+        if !self.finished {
+            self.shared.abandon();
+        }
+    }
+}
+
+/// Samples the gauges of current work until aborted.
+#[cfg(feature = "metrics")]
+async fn sample(shared: Arc<Shared>) {
+    let mut ticks = tokio::time::interval(crate::metrics::SAMPLE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        crate::metrics::sample(shared.work());
     }
 }
