@@ -242,7 +242,7 @@ fn the_checks_catch_a_typo_and_a_budget_that_does_not_fit() {
     assert_eq!(
         problems,
         [
-            "zdd configuration: propagation 5s + drain 40s + cleanup 3s + margin 2s = 50s exceeds grace period 30s"
+            "zdd configuration: propagation 5s + drain 40s + force wait 1s + cleanup 3s + margin 1s = 50s exceeds grace period 30s"
         ]
     );
 

@@ -5,14 +5,12 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use zdd_core::{LifecycleHandle, PhaseReached};
 
-/// How long to wait for the client's answer to our close frame.
-const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
-
 /// A WebSocket that sends close code 1001 (Going Away) when draining starts.
 ///
 /// Use [`recv`](Self::recv) in place of `WebSocket::recv`: it returns messages as usual,
-/// and once draining starts it sends the close frame, waits (at most a second) for the
-/// client's answer, and returns `None`, so the handler's receive loop ends by itself and
+/// and once draining starts it sends the close frame, waits (at most the configured
+/// [`Config::websocket_close_timeout`](zdd_core::Config::websocket_close_timeout),
+/// `ZDD_WEBSOCKET_CLOSE_TIMEOUT`, 1 s by default) for the client's answer, and returns `None`, so the handler's receive loop ends by itself and
 /// the connection closes well before forcing. Clients treat 1001 as "reconnect elsewhere".
 ///
 /// # Examples
@@ -41,6 +39,7 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
 pub struct DrainingWebSocket {
     socket: WebSocket,
     draining: PhaseReached,
+    close_timeout: Duration,
     closed: bool,
 }
 
@@ -51,6 +50,7 @@ impl DrainingWebSocket {
         Self {
             socket,
             draining: handle.draining(),
+            close_timeout: handle.config().websocket_close_timeout(),
             closed: false,
         }
     }
@@ -100,7 +100,7 @@ impl DrainingWebSocket {
             return;
         }
         // Wait for the client's close frame (or the end of the stream), bounded.
-        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        let _ = tokio::time::timeout(self.close_timeout, async {
             while let Some(Ok(message)) = self.socket.recv().await {
                 if matches!(message, Message::Close(_)) {
                     break;

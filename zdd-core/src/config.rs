@@ -1,18 +1,34 @@
 //! Timing configuration: a builder, the `ZDD_*` environment, and validation.
 //!
+//! The shutdown budget:
+//!
 //! | setting | env | default |
 //! |---|---|---|
 //! | propagation delay | `ZDD_PROPAGATION_DELAY` | 5 s when `KUBERNETES_SERVICE_HOST` is set, else 0 |
 //! | drain timeout | `ZDD_DRAIN_TIMEOUT` | 20 s |
+//! | force wait (for servers to close what is left at the deadline) | `ZDD_FORCE_WAIT` | 1 s |
 //! | cleanup timeout (all hooks) | `ZDD_CLEANUP_TIMEOUT` | 3 s |
 //! | grace period it must fit in | `ZDD_GRACE_PERIOD` | 30 s |
 //! | time a preStop hook already waited | `ZDD_PRESTOP_DELAY` | 0 |
-//! | safety margin | — | 2 s |
+//! | safety margin (process exit) | builder only | 1 s |
+//!
+//! The bounds of each connection, which servers take from here (each a `Serve` setter can
+//! override):
+//!
+//! | setting | env | default |
+//! |---|---|---|
+//! | a new connection's first byte, from accept | `ZDD_FIRST_BYTE_TIMEOUT` | 5 s |
+//! | a connection's first request head, from accept | `ZDD_FIRST_REQUEST_TIMEOUT` | 10 s |
+//! | every later request head, from its first byte | `ZDD_HEADER_TIMEOUT` | 10 s |
+//! | an idle keep-alive connection | `ZDD_IDLE_TIMEOUT` | 620 s |
+//! | a WebSocket's close handshake at the drain | `ZDD_WEBSOCKET_CLOSE_TIMEOUT` | 1 s |
 //!
 //! Durations are human-readable (`500ms`, `5s`, `1m`, `1m 30s`). [`ConfigBuilder::build`]
-//! fails with a [`ConfigError`] naming the setting when a value is malformed or negative, and
-//! when `prestop + propagation + drain + cleanup + margin` exceeds the grace period. A
-//! preStop hook's wait counts as propagation time already spent, so only the rest of the
+//! fails with a [`ConfigError`] naming the setting when a value is malformed or negative,
+//! when a connection bound is zero, when the first-byte timeout is longer than the
+//! first-request timeout (both count from accept), and when
+//! `prestop + propagation + drain + force wait + cleanup + margin` exceeds the grace period.
+//! A preStop hook's wait counts as propagation time already spent, so only the rest of the
 //! propagation delay is waited after the trigger.
 //!
 //! # Examples
@@ -50,6 +66,18 @@ pub const ENV_CLEANUP_TIMEOUT: &str = "ZDD_CLEANUP_TIMEOUT";
 pub const ENV_GRACE_PERIOD: &str = "ZDD_GRACE_PERIOD";
 /// Environment variable for the time a preStop hook already waited.
 pub const ENV_PRESTOP_DELAY: &str = "ZDD_PRESTOP_DELAY";
+/// Environment variable for the force wait.
+pub const ENV_FORCE_WAIT: &str = "ZDD_FORCE_WAIT";
+/// Environment variable for a new connection's first-byte timeout.
+pub const ENV_FIRST_BYTE_TIMEOUT: &str = "ZDD_FIRST_BYTE_TIMEOUT";
+/// Environment variable for a connection's first-request timeout.
+pub const ENV_FIRST_REQUEST_TIMEOUT: &str = "ZDD_FIRST_REQUEST_TIMEOUT";
+/// Environment variable for the header timeout of later requests.
+pub const ENV_HEADER_TIMEOUT: &str = "ZDD_HEADER_TIMEOUT";
+/// Environment variable for the idle keep-alive timeout.
+pub const ENV_IDLE_TIMEOUT: &str = "ZDD_IDLE_TIMEOUT";
+/// Environment variable for the WebSocket close handshake's timeout.
+pub const ENV_WEBSOCKET_CLOSE_TIMEOUT: &str = "ZDD_WEBSOCKET_CLOSE_TIMEOUT";
 /// Set by Kubernetes in every container; its presence selects the Kubernetes defaults.
 pub const ENV_KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
 
@@ -57,7 +85,13 @@ const KUBERNETES_PROPAGATION_DELAY: Duration = Duration::from_secs(5);
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(3);
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
-const DEFAULT_MARGIN: Duration = Duration::from_secs(2);
+const DEFAULT_FORCE_WAIT: Duration = Duration::from_secs(1);
+const DEFAULT_MARGIN: Duration = Duration::from_secs(1);
+const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(620);
+const DEFAULT_WEBSOCKET_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What a second `SIGTERM` does.
 ///
@@ -86,7 +120,13 @@ pub struct Config {
     cleanup_timeout: Duration,
     grace_period: Duration,
     prestop_delay: Duration,
+    force_wait: Duration,
     margin: Duration,
+    first_byte_timeout: Duration,
+    first_request_timeout: Duration,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    websocket_close_timeout: Duration,
     second_sigterm: SecondSigterm,
 }
 
@@ -148,10 +188,46 @@ impl Config {
         self.prestop_delay
     }
 
-    /// Time kept free inside the grace period for forced closes and process exit.
+    /// How long forcing waits for servers to close what is left, after the drain deadline.
+    #[must_use]
+    pub fn force_wait(&self) -> Duration {
+        self.force_wait
+    }
+
+    /// Time kept free inside the grace period for the process to exit.
     #[must_use]
     pub fn margin(&self) -> Duration {
         self.margin
+    }
+
+    /// How long a new connection may stay silent, from accept.
+    #[must_use]
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.first_byte_timeout
+    }
+
+    /// How long after accept a connection's first request head must be complete.
+    #[must_use]
+    pub fn first_request_timeout(&self) -> Duration {
+        self.first_request_timeout
+    }
+
+    /// How long each later request head may take, from its first byte.
+    #[must_use]
+    pub fn header_timeout(&self) -> Duration {
+        self.header_timeout
+    }
+
+    /// How long a keep-alive connection may stay idle before it is closed gracefully.
+    #[must_use]
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// How long a WebSocket ended at the drain waits for the client's close frame.
+    #[must_use]
+    pub fn websocket_close_timeout(&self) -> Duration {
+        self.websocket_close_timeout
     }
 
     /// What a second `SIGTERM` does.
@@ -164,7 +240,7 @@ impl Config {
 impl Default for Config {
     /// The defaults, without reading `ZDD_*` variables (Kubernetes is still detected).
     fn default() -> Self {
-        // The defaults always fit: 5 s + 20 s + 3 s + 2 s = 30 s.
+        // The defaults always fit: 5 s + 20 s + 1 s + 3 s + 1 s = 30 s.
         match ConfigBuilder::new().build() {
             Ok(config) => config,
             Err(_) => unreachable!("the default timings fit the default grace period"),
@@ -180,7 +256,13 @@ pub struct ConfigBuilder {
     cleanup_timeout: Option<Duration>,
     grace_period: Option<Duration>,
     prestop_delay: Option<Duration>,
+    force_wait: Option<Duration>,
     margin: Option<Duration>,
+    first_byte_timeout: Option<Duration>,
+    first_request_timeout: Option<Duration>,
+    header_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
+    websocket_close_timeout: Option<Duration>,
     second_sigterm: SecondSigterm,
     in_kubernetes: Option<bool>,
 }
@@ -240,10 +322,64 @@ impl ConfigBuilder {
         self
     }
 
-    /// Time kept free inside the grace period for forced closes and exit. Default is 2 s.
+    /// How long forcing waits, after the drain deadline, for servers to close what is left
+    /// (connections close at once; this bounds the last writes and socket teardown). It
+    /// counts against the grace period. Default is 1 s.
+    #[must_use]
+    pub fn force_wait(mut self, wait: Duration) -> Self {
+        self.force_wait = Some(wait);
+        self
+    }
+
+    /// Time kept free inside the grace period for the process to exit after the report.
+    /// Default is 1 s.
     #[must_use]
     pub fn margin(mut self, margin: Duration) -> Self {
         self.margin = Some(margin);
+        self
+    }
+
+    /// How long a new connection may stay silent before it is closed. Browsers and client
+    /// pools open connections ahead of need; without a bound they would hold the drain open.
+    /// Default is 5 s.
+    #[must_use]
+    pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.first_byte_timeout = Some(timeout);
+        self
+    }
+
+    /// How long after accept the first request's head must be complete, which cuts off
+    /// slow-loris clients. Counted from accept, so it includes the first-byte wait and must
+    /// not be shorter than it. Default is 10 s.
+    #[must_use]
+    pub fn first_request_timeout(mut self, timeout: Duration) -> Self {
+        self.first_request_timeout = Some(timeout);
+        self
+    }
+
+    /// How long the head of each later request on a keep-alive HTTP/1 connection may take,
+    /// from its first byte. An idle connection is not bound by it. Default is 10 s.
+    #[must_use]
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a connection may go without a new request before it is closed gracefully.
+    /// Keep it longer than every load balancer's idle timeout in front of the service (AWS
+    /// ALB 60 s, nginx 75 s, GCP 600 s), so the balancer always closes first. Default is
+    /// 620 s.
+    #[must_use]
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a WebSocket ended at the drain (close code 1001) waits for the client's
+    /// close frame. It happens inside the drain, and forcing cuts it short. Default is 1 s.
+    #[must_use]
+    pub fn websocket_close_timeout(mut self, timeout: Duration) -> Self {
+        self.websocket_close_timeout = Some(timeout);
         self
     }
 
@@ -305,6 +441,21 @@ impl ConfigBuilder {
         if let Some(d) = read(ENV_PRESTOP_DELAY)? {
             self.prestop_delay = Some(d);
         }
+        for (key, slot) in [
+            (ENV_FORCE_WAIT, &mut self.force_wait),
+            (ENV_FIRST_BYTE_TIMEOUT, &mut self.first_byte_timeout),
+            (ENV_FIRST_REQUEST_TIMEOUT, &mut self.first_request_timeout),
+            (ENV_HEADER_TIMEOUT, &mut self.header_timeout),
+            (ENV_IDLE_TIMEOUT, &mut self.idle_timeout),
+            (
+                ENV_WEBSOCKET_CLOSE_TIMEOUT,
+                &mut self.websocket_close_timeout,
+            ),
+        ] {
+            if let Some(d) = read(key)? {
+                *slot = Some(d);
+            }
+        }
         if self.in_kubernetes.is_none() {
             self.in_kubernetes = Some(lookup(ENV_KUBERNETES_SERVICE_HOST).is_some());
         }
@@ -315,7 +466,9 @@ impl ConfigBuilder {
     ///
     /// # Errors
     ///
-    /// When `prestop + propagation + drain + cleanup + margin` exceeds the grace period.
+    /// When a connection bound is zero, when the first-byte timeout is longer than the
+    /// first-request timeout, or when `prestop + propagation + drain + force wait + cleanup + margin` exceeds the grace
+    /// period.
     pub fn build(self) -> Result<Config, ConfigError> {
         let in_kubernetes = self
             .in_kubernetes
@@ -332,19 +485,34 @@ impl ConfigBuilder {
             cleanup_timeout: self.cleanup_timeout.unwrap_or(DEFAULT_CLEANUP_TIMEOUT),
             grace_period: self.grace_period.unwrap_or(DEFAULT_GRACE_PERIOD),
             prestop_delay: self.prestop_delay.unwrap_or(Duration::ZERO),
+            force_wait: self.force_wait.unwrap_or(DEFAULT_FORCE_WAIT),
             margin: self.margin.unwrap_or(DEFAULT_MARGIN),
+            first_byte_timeout: self
+                .first_byte_timeout
+                .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT),
+            first_request_timeout: self
+                .first_request_timeout
+                .unwrap_or(DEFAULT_FIRST_REQUEST_TIMEOUT),
+            header_timeout: self.header_timeout.unwrap_or(DEFAULT_HEADER_TIMEOUT),
+            idle_timeout: self.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
+            websocket_close_timeout: self
+                .websocket_close_timeout
+                .unwrap_or(DEFAULT_WEBSOCKET_CLOSE_TIMEOUT),
             second_sigterm: self.second_sigterm,
         };
+        config.check_connection_bounds()?;
         let budget = Budget {
             prestop: config.prestop_delay,
             propagation: config.propagation_delay(),
             drain: config.drain_timeout,
+            force_wait: config.force_wait,
             cleanup: config.cleanup_timeout,
             margin: config.margin,
             total: [
                 config.prestop_delay,
                 config.propagation_delay(),
                 config.drain_timeout,
+                config.force_wait,
                 config.cleanup_timeout,
                 config.margin,
             ]
@@ -359,6 +527,30 @@ impl ConfigBuilder {
     }
 }
 
+impl Config {
+    /// The connection bounds: each longer than zero, and the first byte's not longer than
+    /// the first request's, which counts from the same moment.
+    fn check_connection_bounds(&self) -> Result<(), ConfigError> {
+        for (setting, value) in [
+            (ENV_FIRST_BYTE_TIMEOUT, self.first_byte_timeout),
+            (ENV_FIRST_REQUEST_TIMEOUT, self.first_request_timeout),
+            (ENV_HEADER_TIMEOUT, self.header_timeout),
+            (ENV_IDLE_TIMEOUT, self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::zero(setting));
+            }
+        }
+        if self.first_byte_timeout > self.first_request_timeout {
+            return Err(ConfigError::longer(
+                (ENV_FIRST_BYTE_TIMEOUT, self.first_byte_timeout),
+                (ENV_FIRST_REQUEST_TIMEOUT, self.first_request_timeout),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Maps a looked-up key back to the `'static` name used in errors.
 fn env_name(key: &str) -> &'static str {
     [
@@ -367,6 +559,12 @@ fn env_name(key: &str) -> &'static str {
         ENV_CLEANUP_TIMEOUT,
         ENV_GRACE_PERIOD,
         ENV_PRESTOP_DELAY,
+        ENV_FORCE_WAIT,
+        ENV_FIRST_BYTE_TIMEOUT,
+        ENV_FIRST_REQUEST_TIMEOUT,
+        ENV_HEADER_TIMEOUT,
+        ENV_IDLE_TIMEOUT,
+        ENV_WEBSOCKET_CLOSE_TIMEOUT,
         ENV_KUBERNETES_SERVICE_HOST,
     ]
     .into_iter()
@@ -406,8 +604,67 @@ mod tests {
         assert_eq!(config.cleanup_timeout(), Duration::from_secs(3));
         assert_eq!(config.grace_period(), Duration::from_secs(30));
         assert_eq!(config.prestop_delay(), Duration::ZERO);
-        assert_eq!(config.margin(), Duration::from_secs(2));
+        assert_eq!(config.force_wait(), Duration::from_secs(1));
+        assert_eq!(config.margin(), Duration::from_secs(1));
+        assert_eq!(config.first_byte_timeout(), Duration::from_secs(5));
+        assert_eq!(config.first_request_timeout(), Duration::from_secs(10));
+        assert_eq!(config.header_timeout(), Duration::from_secs(10));
+        assert_eq!(config.idle_timeout(), Duration::from_secs(620));
+        assert_eq!(config.websocket_close_timeout(), Duration::from_secs(1));
         assert_eq!(config.second_sigterm(), SecondSigterm::Ignore);
+    }
+
+    #[test]
+    fn every_timing_comes_from_the_environment_too() {
+        let config = from_table(&[
+            ("ZDD_FORCE_WAIT", "2s"),
+            ("ZDD_GRACE_PERIOD", "31s"),
+            ("ZDD_FIRST_BYTE_TIMEOUT", "2s"),
+            ("ZDD_FIRST_REQUEST_TIMEOUT", "3s"),
+            ("ZDD_HEADER_TIMEOUT", "4s"),
+            ("ZDD_IDLE_TIMEOUT", "90s"),
+            ("ZDD_WEBSOCKET_CLOSE_TIMEOUT", "500ms"),
+        ])
+        .unwrap();
+        assert_eq!(config.force_wait(), Duration::from_secs(2));
+        assert_eq!(config.first_byte_timeout(), Duration::from_secs(2));
+        assert_eq!(config.first_request_timeout(), Duration::from_secs(3));
+        assert_eq!(config.header_timeout(), Duration::from_secs(4));
+        assert_eq!(config.idle_timeout(), Duration::from_secs(90));
+        assert_eq!(config.websocket_close_timeout(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn connection_bounds_that_cannot_work_are_errors_naming_them() {
+        let table: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("ZDD_FIRST_BYTE_TIMEOUT", "0s")],
+                "ZDD_FIRST_BYTE_TIMEOUT: must be longer than 0",
+            ),
+            (
+                &[("ZDD_HEADER_TIMEOUT", "0ms")],
+                "ZDD_HEADER_TIMEOUT: must be longer than 0",
+            ),
+            (
+                &[("ZDD_IDLE_TIMEOUT", "0s")],
+                "ZDD_IDLE_TIMEOUT: must be longer than 0",
+            ),
+            (
+                &[("ZDD_FIRST_BYTE_TIMEOUT", "12s")],
+                "ZDD_FIRST_BYTE_TIMEOUT: 12s is longer than ZDD_FIRST_REQUEST_TIMEOUT (10s), which bounds it",
+            ),
+            (
+                &[("ZDD_FORCE_WAIT", "1m")],
+                "propagation 0s + drain 20s + force wait 1m + cleanup 3s + margin 1s = 1m 24s exceeds grace period 30s",
+            ),
+        ];
+        for (vars, message) in table {
+            let err = from_table(vars).unwrap_err();
+            assert_eq!(err.to_string(), *message, "{vars:?}");
+            if err.is_inconsistent() {
+                assert_eq!(err.setting(), Some(vars[0].0));
+            }
+        }
     }
 
     #[test]
@@ -486,11 +743,11 @@ mod tests {
                     ("ZDD_PROPAGATION_DELAY", "5s"),
                     ("ZDD_DRAIN_TIMEOUT", "25s"),
                 ],
-                "propagation 5s + drain 25s + cleanup 3s + margin 2s = 35s exceeds grace period 30s",
+                "propagation 5s + drain 25s + force wait 1s + cleanup 3s + margin 1s = 35s exceeds grace period 30s",
             ),
             (
                 &[("ZDD_GRACE_PERIOD", "10s")],
-                "propagation 0s + drain 20s + cleanup 3s + margin 2s = 25s exceeds grace period 10s",
+                "propagation 0s + drain 20s + force wait 1s + cleanup 3s + margin 1s = 25s exceeds grace period 10s",
             ),
             (
                 &[
@@ -498,7 +755,7 @@ mod tests {
                     ("ZDD_PROPAGATION_DELAY", "12s"),
                     ("ZDD_DRAIN_TIMEOUT", "15s"),
                 ],
-                "prestop 10s + propagation 2s + drain 15s + cleanup 3s + margin 2s = 32s exceeds grace period 30s",
+                "prestop 10s + propagation 2s + drain 15s + force wait 1s + cleanup 3s + margin 1s = 32s exceeds grace period 30s",
             ),
         ];
         for (vars, message) in table {
@@ -515,7 +772,8 @@ mod tests {
             .propagation_delay(Duration::from_secs(5))
             .drain_timeout(Duration::from_secs(20))
             .cleanup_timeout(Duration::from_secs(3))
-            .margin(Duration::from_secs(2))
+            .force_wait(Duration::from_secs(1))
+            .margin(Duration::from_secs(1))
             .grace_period(Duration::from_secs(30))
             .build()
             .unwrap();
@@ -548,12 +806,18 @@ mod tests {
 
         use super::*;
 
-        const SETTINGS: [&str; 5] = [
+        const SETTINGS: [&str; 11] = [
             ENV_PROPAGATION_DELAY,
             ENV_DRAIN_TIMEOUT,
             ENV_CLEANUP_TIMEOUT,
             ENV_GRACE_PERIOD,
             ENV_PRESTOP_DELAY,
+            ENV_FORCE_WAIT,
+            ENV_FIRST_BYTE_TIMEOUT,
+            ENV_FIRST_REQUEST_TIMEOUT,
+            ENV_HEADER_TIMEOUT,
+            ENV_IDLE_TIMEOUT,
+            ENV_WEBSOCKET_CLOSE_TIMEOUT,
         ];
 
         /// Values an operator might type, and values an attacker would.
@@ -569,7 +833,7 @@ mod tests {
         proptest! {
             #[test]
             fn no_value_panics_and_every_error_names_its_setting(
-                values in prop::array::uniform5(value())
+                values in prop::array::uniform11(value())
             ) {
                 let table: Vec<(&str, &str)> = SETTINGS
                     .iter()
@@ -582,6 +846,7 @@ mod tests {
                             config.prestop_delay(),
                             config.propagation_delay(),
                             config.drain_timeout(),
+                            config.force_wait(),
                             config.cleanup_timeout(),
                             config.margin(),
                         ]
@@ -593,7 +858,12 @@ mod tests {
                         let message = error.to_string();
                         match error.setting() {
                             Some(setting) => {
-                                prop_assert!(table.iter().any(|(key, _)| *key == setting));
+                                // A value that cannot be read is the one set; an inconsistent
+                                // one may be a default that a set value contradicts.
+                                if error.is_malformed() || error.is_negative() {
+                                    prop_assert!(table.iter().any(|(key, _)| *key == setting));
+                                }
+                                prop_assert!(SETTINGS.contains(&setting));
                                 prop_assert!(message.starts_with(setting), "{message}");
                             }
                             None => {

@@ -4,7 +4,8 @@ use std::{fmt, time::Duration};
 
 use humantime::format_duration;
 
-/// A configuration value was malformed, negative, or the timings do not fit the grace period.
+/// A configuration value was malformed, negative, zero where it must not be, inconsistent
+/// with another, or the timings do not fit the grace period.
 ///
 /// Every message names the setting (and its environment variable when the value came from
 /// the environment) and the numbers involved, so it can be shown to an operator as is.
@@ -25,7 +26,7 @@ use humantime::format_duration;
 /// assert!(err.is_over_budget());
 /// assert_eq!(
 ///     err.to_string(),
-///     "propagation 5s + drain 25s + cleanup 3s = 33s exceeds grace period 30s",
+///     "propagation 5s + drain 25s + force wait 1s + cleanup 3s = 34s exceeds grace period 30s",
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +44,17 @@ enum Kind {
         setting: &'static str,
         value: String,
     },
-    OverBudget(Budget),
+    Zero {
+        setting: &'static str,
+    },
+    /// `setting` is longer than `limit_setting`, which bounds it.
+    Longer {
+        setting: &'static str,
+        value: Duration,
+        limit_setting: &'static str,
+        limit: Duration,
+    },
+    OverBudget(Box<Budget>),
 }
 
 /// The figures of a shutdown budget that does not fit the grace period.
@@ -52,6 +63,7 @@ pub(crate) struct Budget {
     pub(crate) prestop: Duration,
     pub(crate) propagation: Duration,
     pub(crate) drain: Duration,
+    pub(crate) force_wait: Duration,
     pub(crate) cleanup: Duration,
     pub(crate) margin: Duration,
     pub(crate) total: Duration,
@@ -77,9 +89,29 @@ impl ConfigError {
         }
     }
 
+    pub(crate) fn zero(setting: &'static str) -> Self {
+        Self {
+            kind: Kind::Zero { setting },
+        }
+    }
+
+    pub(crate) fn longer(
+        (setting, value): (&'static str, Duration),
+        (limit_setting, limit): (&'static str, Duration),
+    ) -> Self {
+        Self {
+            kind: Kind::Longer {
+                setting,
+                value,
+                limit_setting,
+                limit,
+            },
+        }
+    }
+
     pub(crate) fn over_budget(budget: Budget) -> Self {
         Self {
-            kind: Kind::OverBudget(budget),
+            kind: Kind::OverBudget(Box::new(budget)),
         }
     }
 
@@ -95,6 +127,14 @@ impl ConfigError {
         matches!(self.kind, Kind::Negative { .. })
     }
 
+    /// Whether a value that must be positive was zero, or longer than the setting that bounds
+    /// it (the first-byte timeout longer than the first-request timeout, which counts from the
+    /// same moment and so includes it).
+    #[must_use]
+    pub fn is_inconsistent(&self) -> bool {
+        matches!(self.kind, Kind::Zero { .. } | Kind::Longer { .. })
+    }
+
     /// Whether propagation delay, drain, cleanup and margin add up to more than the grace
     /// period.
     #[must_use]
@@ -107,7 +147,10 @@ impl ConfigError {
     #[must_use]
     pub fn setting(&self) -> Option<&'static str> {
         match &self.kind {
-            Kind::Malformed { setting, .. } | Kind::Negative { setting, .. } => Some(setting),
+            Kind::Malformed { setting, .. }
+            | Kind::Negative { setting, .. }
+            | Kind::Zero { setting }
+            | Kind::Longer { setting, .. } => Some(setting),
             Kind::OverBudget(_) => None,
         }
     }
@@ -123,17 +166,32 @@ impl fmt::Display for ConfigError {
             Kind::Negative { setting, value } => {
                 write!(f, "{setting}: must not be negative, got {value:?}")
             }
+            Kind::Zero { setting } => write!(f, "{setting}: must be longer than 0"),
+            Kind::Longer {
+                setting,
+                value,
+                limit_setting,
+                limit,
+            } => write!(
+                f,
+                "{setting}: {} is longer than {limit_setting} ({}), which bounds it",
+                format_duration(*value),
+                format_duration(*limit),
+            ),
             Kind::OverBudget(b) => {
                 if !b.prestop.is_zero() {
                     write!(f, "prestop {} + ", format_duration(b.prestop))?;
                 }
                 write!(
                     f,
-                    "propagation {} + drain {} + cleanup {}",
+                    "propagation {} + drain {}",
                     format_duration(b.propagation),
                     format_duration(b.drain),
-                    format_duration(b.cleanup),
                 )?;
+                if !b.force_wait.is_zero() {
+                    write!(f, " + force wait {}", format_duration(b.force_wait))?;
+                }
+                write!(f, " + cleanup {}", format_duration(b.cleanup))?;
                 if !b.margin.is_zero() {
                     write!(f, " + margin {}", format_duration(b.margin))?;
                 }

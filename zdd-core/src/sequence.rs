@@ -20,10 +20,6 @@ use crate::{
     shared::Shared,
 };
 
-/// How long forcing waits for servers to close what is left. It comes out of the
-/// configuration's margin.
-const FORCE_WAIT: Duration = Duration::from_secs(1);
-
 type TriggerFuture = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) -> ShutdownReport {
@@ -58,7 +54,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
 
     // Forcing: servers close whatever is left; give them a bounded moment to do it.
     if let Some(reason) = force {
-        let deadline = Instant::now() + FORCE_WAIT;
+        let deadline = Instant::now() + config.force_wait();
         // At the drain deadline with no request and no connection open, forcing would close
         // nothing: what is left are tasks, such as an accept loop that has been told to stop
         // and has not yet run (a zero drain timeout reaches its deadline before any other

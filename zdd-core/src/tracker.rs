@@ -2,7 +2,7 @@
 //! background tasks.
 //!
 //! The counts know nothing of phases. The guards that move them ([`RequestGuard`],
-//! [`ConnectionGuard`], in `guard.rs`) are handed the phase; [`Work`] holds the counts, the
+//! [`ConnectionGuard`], in `guard.rs`) are handed the phase; `Work` holds the counts, the
 //! report's tallies and the background tasks' token, and knows when all of it is done.
 //! Counting is lock-free: acquiring and releasing are a few atomic operations, and the
 //! drain's waiter (a tokio `Notify`) is only woken when a count reaches zero after draining

@@ -32,6 +32,18 @@ pub(crate) struct Deadlines {
     pub(crate) idle: Duration,
 }
 
+impl From<&zdd_core::Config> for Deadlines {
+    /// The lifecycle's configured bounds (`ZDD_FIRST_BYTE_TIMEOUT`, …).
+    fn from(config: &zdd_core::Config) -> Self {
+        Self {
+            first_byte: config.first_byte_timeout(),
+            first_request: config.first_request_timeout(),
+            header: config.header_timeout(),
+            idle: config.idle_timeout(),
+        }
+    }
+}
+
 /// The hyper service of one connection: notes each request's arrival, then calls the
 /// (layered) tower service.
 #[derive(Debug, Clone)]

@@ -18,10 +18,6 @@ use crate::{
     listener::is_connection_error,
 };
 
-const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
-const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(620);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Serves `service` on `listener` until the lifecycle's shutdown sequence ends; `.await` it
@@ -59,18 +55,14 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// ```
 pub fn serve<L, S>(listener: L, service: S, lifecycle: Lifecycle) -> Serve<L, S> {
     let layer = ZddLayer::new(lifecycle.handle()).probes(ProbePaths::default());
+    let deadlines = Deadlines::from(lifecycle.config());
     Serve {
         listener,
         service,
         lifecycle,
         layer,
         builder: Builder::new(TokioExecutor::new()),
-        deadlines: Deadlines {
-            first_byte: DEFAULT_FIRST_BYTE_TIMEOUT,
-            first_request: DEFAULT_FIRST_REQUEST_TIMEOUT,
-            header: DEFAULT_HEADER_TIMEOUT,
-            idle: DEFAULT_IDLE_TIMEOUT,
-        },
+        deadlines,
         max_connections: None,
     }
 }
@@ -134,7 +126,8 @@ impl<L, S> Serve<L, S> {
 
     /// How long a new connection may stay silent before it is closed. Browsers and client
     /// pools open connections ahead of need; without a bound they would hold the drain open.
-    /// Default is 5 s.
+    /// Default is the lifecycle's [`Config::first_byte_timeout`](zdd_core::Config::first_byte_timeout)
+    /// (`ZDD_FIRST_BYTE_TIMEOUT`, 5 s).
     pub fn first_byte_timeout(mut self, timeout: Duration) -> Self {
         self.deadlines.first_byte = timeout;
         self
@@ -142,7 +135,8 @@ impl<L, S> Serve<L, S> {
 
     /// How long after accept the first request's headers must be complete, which cuts off
     /// slow-loris clients. Counted from accept, so it includes the first-byte wait. Default
-    /// is 10 s.
+    /// is the lifecycle's [`Config::first_request_timeout`](zdd_core::Config::first_request_timeout)
+    /// (`ZDD_FIRST_REQUEST_TIMEOUT`, 10 s).
     pub fn first_request_timeout(mut self, timeout: Duration) -> Self {
         self.deadlines.first_request = timeout;
         self
@@ -153,7 +147,8 @@ impl<L, S> Serve<L, S> {
     /// request and then trickle the next. An idle connection, with no request begun, is not
     /// bound by it (see [`Serve::idle_timeout`]). The first request is bounded by
     /// [`Serve::first_request_timeout`]; upgraded connections and HTTP/2 are not bound by
-    /// it. Default is 10 s.
+    /// it. Default is the lifecycle's [`Config::header_timeout`](zdd_core::Config::header_timeout)
+    /// (`ZDD_HEADER_TIMEOUT`, 10 s).
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.deadlines.header = timeout;
         self
@@ -162,7 +157,8 @@ impl<L, S> Serve<L, S> {
     /// How long a connection may go without a new request before it is closed gracefully.
     /// Keep it longer than every load balancer's idle timeout in front of the service (AWS
     /// ALB 60 s, nginx 75 s, GCP 600 s), so the balancer always closes first and never sends
-    /// a request on a connection the server is closing. Default is 620 s.
+    /// a request on a connection the server is closing. Default is the lifecycle's
+    /// [`Config::idle_timeout`](zdd_core::Config::idle_timeout) (`ZDD_IDLE_TIMEOUT`, 620 s).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.deadlines.idle = timeout;
         self

@@ -468,3 +468,26 @@ async fn dropping_the_serve_future_stops_accepting_and_closes_its_connections() 
         tokio::task::yield_now().await;
     }
 }
+
+#[tokio::test]
+async fn the_connection_bounds_come_from_the_configuration() {
+    // ZDD_IDLE_TIMEOUT (here through the builder) reaches the loop without a Serve setter.
+    let config = zdd_core::Config::builder()
+        .propagation_delay(Duration::ZERO)
+        .drain_timeout(Duration::from_secs(5))
+        .idle_timeout(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    let server = start(config).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.get("/").await.unwrap();
+    let served = Instant::now();
+    client.closed().await.unwrap();
+    let idle = served.elapsed();
+    assert!(
+        idle >= Duration::from_millis(400) && idle < Duration::from_secs(3),
+        "{idle:?}"
+    );
+    server.handle.shutdown();
+    assert!(server.report().await.is_graceful());
+}

@@ -59,7 +59,7 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    /// A lifecycle in [`Phase::Starting`] with the given timings.
+    /// A lifecycle in [`Phase::Starting`](crate::Phase::Starting) with the given timings.
     #[must_use]
     pub fn new(config: Config) -> Self {
         Self {
@@ -82,7 +82,7 @@ impl Lifecycle {
         self.shared.config()
     }
 
-    /// Starts the shutdown sequence when `future` completes, with [`Trigger::Future`].
+    /// Starts the shutdown sequence when `future` completes, with [`Trigger::Future`](crate::Trigger::Future).
     ///
     /// Any number of futures can be added; the first to complete triggers. They are polled
     /// by [`Lifecycle::run`] and dropped once shutdown has started.
@@ -118,7 +118,7 @@ cfg_signal! {
         /// Listens for `SIGTERM` and `SIGINT` until [`Lifecycle::run`] returns.
         ///
         /// The first signal starts the sequence; a second `SIGINT` skips to
-        /// [`Phase::Forcing`]; a second `SIGTERM` is logged and ignored unless
+        /// [`Phase::Forcing`](crate::Phase::Forcing); a second `SIGTERM` is logged and ignored unless
         /// [`SecondSigterm::Force`](crate::SecondSigterm::Force) is configured. On every
         /// repeated signal the runtime is asked to run a new task within a second: while it
         /// does, repeated signals are logged and ignored (a burst of `SIGTERM`s does not end
@@ -163,16 +163,18 @@ impl std::fmt::Debug for Lifecycle {
 impl Lifecycle {
     /// Runs the shutdown sequence to the end and returns its report.
     ///
-    /// 1. Moves to [`Phase::Serving`] once every startup task is done.
+    /// 1. Moves to [`Phase::Serving`](crate::Phase::Serving) once every startup task is done.
     /// 2. Waits for a trigger (a signal, [`LifecycleHandle::shutdown`], or a future given to
-    ///    [`Lifecycle::shutdown_on`]); the trigger itself moves to [`Phase::Unready`].
-    /// 3. Waits the propagation delay, then moves to [`Phase::Draining`] and cancels the
+    ///    [`Lifecycle::shutdown_on`]); the trigger itself moves to [`Phase::Unready`](crate::Phase::Unready).
+    /// 3. Waits the propagation delay, then moves to [`Phase::Draining`](crate::Phase::Draining) and cancels the
     ///    background tasks' token.
     /// 4. Ends the drain as soon as no request, connection or tracked task is left; at the
-    ///    drain deadline (or on a forcing request) moves to [`Phase::Forcing`] and waits up to
-    ///    one second for servers to close what is left.
-    /// 5. Moves to [`Phase::CleaningUp`] and runs the cleanup hooks, newest first.
-    /// 6. Moves to [`Phase::Stopped`] and returns the report.
+    ///    drain deadline (or on a forcing request) moves to [`Phase::Forcing`](crate::Phase::Forcing) and waits up to
+    ///    the force wait ([`Config::force_wait`], 1 s by default) for servers to close what
+    ///    is left. At the deadline with no request and no connection open, tracked tasks
+    ///    alone get that wait to end before the drain counts as forced.
+    /// 5. Moves to [`Phase::CleaningUp`](crate::Phase::CleaningUp) and runs the cleanup hooks, newest first.
+    /// 6. Moves to [`Phase::Stopped`](crate::Phase::Stopped) and returns the report.
     ///
     /// Server adapters run this beside their accept loop; use it directly when serving with
     /// something else.
@@ -180,7 +182,7 @@ impl Lifecycle {
     /// # Cancel safety
     ///
     /// Dropping the future before it returns abandons the lifecycle: it moves straight to
-    /// [`Phase::Forcing`] and stays there. Servers driven by it stop accepting (after taking
+    /// [`Phase::Forcing`](crate::Phase::Forcing) and stays there. Servers driven by it stop accepting (after taking
     /// what is already queued) and close every connection, as forcing does; no cleanup hook
     /// runs and no report is made. A warning is logged.
     pub async fn run(self) -> ShutdownReport {
