@@ -67,6 +67,7 @@
 
 #[macro_use]
 mod macros;
+mod loom;
 
 // From the bottom up; nothing imports upward.
 pub mod config;
@@ -87,6 +88,9 @@ pub mod tracker;
 cfg_tower! {
     pub mod layer;
 }
+
+#[cfg(all(test, zdd_loom))]
+mod tests;
 
 cfg_signal! {
     mod signal;

@@ -29,11 +29,13 @@
 //! [`RequestGuard`]: crate::RequestGuard
 //! [`ConnectionGuard`]: crate::ConnectionGuard
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
-use tokio::sync::Notify;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+// The counter's primitives, which loom's models replace under `--cfg zdd_loom`.
+use crate::loom::sync;
 
 /// The work a drain waits for, and the tallies the report gives of it.
 #[derive(Debug)]
@@ -204,54 +206,55 @@ impl Stats {
 ///
 /// # Invariants
 ///
-/// `count` is the number of live guards. `closed` is set once, when draining starts, and
-/// never cleared. The waiter is woken by a release that takes `count` to zero while
-/// `closed` is set, or by `close` itself when `count` is already zero; before the drain the
-/// request path never touches the `Notify`.
+/// `state` is the number of live guards times two, plus one once closed. The closed bit is
+/// set once, when draining starts, and never cleared. The waiter is woken by the release
+/// that takes a closed count to zero, or by the close itself when the count is already
+/// zero; before the drain the request path never touches the `Notify`.
 ///
 /// # Why no wake-up is lost
 ///
-/// The waiter registers with `Notified::enable` and then reads `closed` and `count`; a
-/// releaser decrements `count` and then reads `closed`; the closer sets `closed` and then
-/// reads `count`. All of these are `SeqCst`, so they have one total order. If the waiter's
-/// reads come after the last decrement and after the close, it sees the count at zero and
-/// closed, and returns. Otherwise whichever of the two came last (the decrement to zero, or
-/// the close) comes after the waiter registered, reads the other's write, and wakes it.
+/// The last release and the close are read-modify-writes of the same word, so one of them
+/// comes second in its modification order and sees the other's write: whichever it is
+/// sees "closed and zero" and notifies. Each does so after its write (release ordering),
+/// and the waiter creates and enables its `Notified` before it reads the word (acquire): a
+/// waiter that read the word before the final write is already registered when the
+/// notification comes, and one that registered after it reads "closed and zero" and
+/// returns. Loom checks this in `src/tests/loom_counter.rs`.
 #[derive(Debug, Default)]
 pub(crate) struct Counter {
-    count: AtomicUsize,
-    closed: AtomicBool,
-    zero: Notify,
+    state: sync::AtomicUsize,
+    zero: sync::Notify,
 }
+
+/// The closed bit of [`Counter::state`].
+const CLOSED: usize = 1;
+/// One live guard in [`Counter::state`].
+const ONE: usize = 2;
 
 impl Counter {
     #[inline]
     pub(crate) fn acquire(&self) {
         // Relaxed, as in `Arc::clone`: the count only has to be exact, and releases order
-        // themselves with the waiter below.
-        self.count.fetch_add(1, Ordering::Relaxed);
+        // themselves with the waiter.
+        self.state.fetch_add(ONE, sync::Ordering::Relaxed);
     }
 
     #[inline]
     pub(crate) fn release(&self) {
-        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 && self.closed.load(Ordering::SeqCst) {
+        // Release: what the guard's holder did is visible to the waiter that sees zero.
+        if self.state.fetch_sub(ONE, sync::Ordering::Release) == ONE | CLOSED {
             self.zero.notify_waiters();
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.count.load(Ordering::Acquire)
+        self.state.load(sync::Ordering::Acquire) / ONE
     }
 
     /// Lets [`Counter::wait`] complete once the count is zero, waking a waiter at once when
     /// it already is.
     pub(crate) fn close(&self) {
-        // SeqCst, like the pair in `release`: a waiter that registered before this store
-        // either sees `closed` on its check, or is registered when the load below reads
-        // zero and is woken here; a release that takes the count to zero after the load
-        // sees `closed` and wakes it there.
-        self.closed.store(true, Ordering::SeqCst);
-        if self.count.load(Ordering::SeqCst) == 0 {
+        if self.state.fetch_or(CLOSED, sync::Ordering::AcqRel) == 0 {
             self.zero.notify_waiters();
         }
     }
@@ -262,7 +265,7 @@ impl Counter {
             let notified = self.zero.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            if self.closed.load(Ordering::SeqCst) && self.count.load(Ordering::SeqCst) == 0 {
+            if self.state.load(sync::Ordering::Acquire) == CLOSED {
                 return;
             }
             notified.await;
