@@ -13,16 +13,16 @@ use support::*;
 /// failure in either load, and no old-version answer after the old set exited.
 fn hold_to_the_promise(
     label: &str,
-    tally: &Tally,
+    tally: &zdd_check::Summary,
     checked: &serde_json::Value,
     exits: &[Exited],
     v1_after_exit: u64,
 ) {
     println!(
         "| {label} | axum_hello | {} | {} | {:?} |",
-        tally.ok + tally.failed(),
+        tally.total(),
         tally.failed(),
-        tally.failures
+        tally.failures()
     );
     assert_graceful_exits(exits);
     assert_checker_clean(checked);
@@ -30,11 +30,11 @@ fn hold_to_the_promise(
         tally.failed(),
         0,
         "failed requests: {:?}; first: {:#?}",
-        tally.failures,
-        tally.first_failures
+        tally.failures(),
+        tally.first_errors()
     );
     assert_eq!(
-        tally.by_version.get("v1").copied(),
+        tally.versions().get("v1").copied(),
         Some(v1_after_exit),
         "v1 answered after the old set exited"
     );
@@ -62,7 +62,7 @@ async fn blue_green(mode: Mode) {
     });
 
     let checker = Checker::start(haproxy.port);
-    let load = Load::start(haproxy.port, 8);
+    let load = load(haproxy.port, 8);
     until("traffic flows to blue", || load.ok() > 300).await;
     assert_eq!(
         load.version_count("v2"),
@@ -147,7 +147,7 @@ async fn canary_then_promotion_behind_haproxy_fails_nothing() {
     });
 
     let checker = Checker::start(haproxy.port);
-    let load = Load::start(haproxy.port, 8);
+    let load = load(haproxy.port, 8);
     until("traffic flows", || load.ok() > 300).await;
     // The split, as the checker reports it: weights 100 + 100 + 10 give the canary 10/210,
     // about 4.8 % of the requests.

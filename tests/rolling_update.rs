@@ -28,7 +28,7 @@ fn the_propagation_delay_covers_what_the_balancer_needs_to_notice() {
 
 /// What a rolling update did.
 struct Outcome {
-    tally: Tally,
+    tally: zdd_check::Summary,
     checker: serde_json::Value,
     exits: Vec<Exited>,
 }
@@ -58,7 +58,7 @@ async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
     });
 
     let checker = Checker::start(haproxy.port);
-    let load = Load::start(haproxy.port, 8);
+    let load = load(haproxy.port, 8);
     until("traffic flows", || load.ok() > 200).await;
 
     let mut exits = Vec::new();
@@ -97,9 +97,9 @@ async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
     drop(replacements);
     println!(
         "| rolling, {mode:?} mode | {server} | {} | {} | {:?} |",
-        tally.ok + tally.failed(),
+        tally.total(),
         tally.failed(),
-        tally.failures
+        tally.failures()
     );
     println!(
         "| rolling, {mode:?} mode (zdd-check) | {server} | {} | {} | {} |",
@@ -127,7 +127,10 @@ async fn zdd_against_the_baseline(mode: Mode) {
         .expect("HAProxy was found above");
     eprintln!(
         "{mode:?} rolling update: zdd {} ok, failures {:?}; baseline {} ok, failures {:?}",
-        tally.ok, tally.failures, baseline.tally.ok, baseline.tally.failures
+        tally.ok(),
+        tally.failures(),
+        baseline.tally.ok(),
+        baseline.tally.failures()
     );
     assert_graceful_exits(&exits);
     assert_checker_clean(&checker);
@@ -135,14 +138,14 @@ async fn zdd_against_the_baseline(mode: Mode) {
         tally.failed(),
         0,
         "failed requests: {:?}; first: {:#?}",
-        tally.failures,
-        tally.first_failures
+        tally.failures(),
+        tally.first_errors()
     );
-    assert!(tally.by_version.get("v1").copied().unwrap_or(0) > 0);
+    assert!(tally.versions().get("v1").copied().unwrap_or(0) > 0);
     assert!(
-        tally.by_version.get("v2").copied().unwrap_or(0) > 500,
+        tally.versions().get("v2").copied().unwrap_or(0) > 500,
         "{:?}",
-        tally.by_version
+        tally.versions()
     );
 }
 

@@ -13,16 +13,9 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
 /// A generous bound for anything that should happen promptly on loopback.
 pub const BOUND: Duration = Duration::from_secs(20);
@@ -521,116 +514,12 @@ impl Drop for TempDir {
     }
 }
 
-/// What the load generator saw.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub ok: u64,
-    pub by_version: BTreeMap<String, u64>,
-    pub failures: BTreeMap<String, u64>,
-    pub first_failures: Vec<String>,
-}
-
-impl Tally {
-    pub fn failed(&self) -> u64 {
-        self.failures.values().sum()
-    }
-
-    fn fail(&mut self, kind: String, detail: String) {
-        *self.failures.entry(kind).or_default() += 1;
-        if self.first_failures.len() < 10 {
-            self.first_failures.push(detail);
-        }
-    }
-}
-
-/// Keep-alive HTTP/1.1 load on `port` from `concurrency` workers until stopped. Requests
-/// are never retried: every failure counts.
-pub struct Load {
-    stop: Arc<AtomicBool>,
-    tally: Arc<Mutex<Tally>>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    pub fn start(port: u16, concurrency: usize) -> Self {
-        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-            .retry_canceled_requests(false)
-            .pool_max_idle_per_host(concurrency)
-            .build_http();
-        let stop = Arc::new(AtomicBool::new(false));
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let url: http::Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
-        let workers = (0..concurrency)
-            .map(|_| {
-                let (client, stop, tally, url) = (
-                    client.clone(),
-                    Arc::clone(&stop),
-                    Arc::clone(&tally),
-                    url.clone(),
-                );
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::Relaxed) {
-                        let outcome = tokio::time::timeout(Duration::from_secs(5), async {
-                            let response = client.get(url.clone()).await?;
-                            let status = response.status();
-                            let version = response
-                                .headers()
-                                .get("x-version")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned);
-                            response.into_body().collect().await?;
-                            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, version))
-                        })
-                        .await;
-                        let mut tally = tally.lock().unwrap();
-                        match outcome {
-                            Ok(Ok((status, Some(version)))) if status == 200 => {
-                                tally.ok += 1;
-                                *tally.by_version.entry(version).or_default() += 1;
-                            }
-                            Ok(Ok((status, _))) => tally.fail(
-                                format!("status {}", status.as_u16()),
-                                format!("status {status}"),
-                            ),
-                            Ok(Err(error)) => tally.fail("error".to_owned(), format!("{error:?}")),
-                            Err(_) => {
-                                tally.fail("timeout".to_owned(), "no answer within 5 s".to_owned())
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Self {
-            stop,
-            tally,
-            workers,
-        }
-    }
-
-    pub fn ok(&self) -> u64 {
-        self.tally.lock().unwrap().ok
-    }
-
-    pub fn version_count(&self, version: &str) -> u64 {
-        self.tally
-            .lock()
-            .unwrap()
-            .by_version
-            .get(version)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    pub async fn stop(self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
-        for worker in self.workers {
-            worker.await.unwrap();
-        }
-        Arc::try_unwrap(self.tally)
-            .map(|m| m.into_inner().unwrap())
-            .unwrap_or_default()
-    }
+/// Keep-alive HTTP/1.1 load on `port` from `concurrency` clients until stopped: zdd-check's
+/// own load generator, so the end-to-end tests and the tool count failures the same way.
+/// Requests are never retried: every failure counts.
+pub fn load(port: u16, concurrency: usize) -> zdd_check::Load {
+    let url = format!("http://127.0.0.1:{port}/").parse().unwrap();
+    zdd_check::Load::start(zdd_check::Plan::new(url).concurrency(concurrency))
 }
 
 /// Waits (bounded, real time) until `done` holds, letting the load run meanwhile.

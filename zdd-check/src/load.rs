@@ -1,8 +1,10 @@
-//! The load: clients on kept-alive connections, each looping until the plan ends.
+//! The load: clients on kept-alive connections, each looping until the plan ends or the
+//! load is stopped, never retrying, counting every outcome.
 
 use std::{
+    collections::BTreeMap,
     sync::{
-        Arc,
+        Arc, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -11,118 +13,316 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use tokio::task::JoinHandle;
 
 use crate::{
     outcome::Outcome,
     summary::{Seen, Summary},
 };
 
-/// What to send.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    pub(crate) url: http::Uri,
-    pub(crate) concurrency: usize,
-    pub(crate) duration: Duration,
-    pub(crate) requests: Option<u64>,
-    pub(crate) timeout: Duration,
+/// What to send. Built with [`Plan::new`] and its setters; every setter's docs end with its
+/// default.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use zdd_check::Plan;
+///
+/// let plan = Plan::new("http://127.0.0.1:8080/".parse().unwrap())
+///     .concurrency(16)
+///     .duration(Duration::from_secs(60))
+///     .slow("/slow?ms=2000".parse().unwrap(), 20);
+/// # drop(plan);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Plan {
+    url: http::Uri,
+    concurrency: usize,
+    duration: Option<Duration>,
+    requests: Option<u64>,
+    timeout: Duration,
     /// The slow requests' URL, and every how many requests of a client one is sent.
-    pub(crate) slow: Option<(http::Uri, u64)>,
-    pub(crate) version_header: http::HeaderName,
-    pub(crate) h2c: bool,
+    slow: Option<(http::Uri, u64)>,
+    version_header: http::HeaderName,
+    h2c: bool,
+}
+
+impl Plan {
+    /// Load on `url` (`http://host[:port]/path`).
+    #[must_use]
+    pub fn new(url: http::Uri) -> Self {
+        Self {
+            url,
+            concurrency: 8,
+            duration: None,
+            requests: None,
+            timeout: Duration::from_secs(5),
+            slow: None,
+            version_header: http::HeaderName::from_static("x-version"),
+            h2c: false,
+        }
+    }
+
+    /// Concurrent clients, each on its own kept-alive connection. Default is 8.
+    #[must_use]
+    pub fn concurrency(mut self, clients: usize) -> Self {
+        self.concurrency = clients.max(1);
+        self
+    }
+
+    /// How long to send traffic. Default is until [`Load::stop`] (or the request limit).
+    #[must_use]
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = Some(duration);
+        self
+    }
+
+    /// Stop after this many requests in all. Default is no limit.
+    #[must_use]
+    pub fn requests(mut self, limit: u64) -> Self {
+        self.requests = Some(limit);
+        self
+    }
+
+    /// Per-request timeout; a request without a complete answer by then is a failure.
+    /// Default is 5 s.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends `path` (on the same host) every `every`-th request of each client. Default is
+    /// none.
+    #[must_use]
+    pub fn slow(mut self, path: http::uri::PathAndQuery, every: u64) -> Self {
+        let mut parts = self.url.clone().into_parts();
+        parts.path_and_query = Some(path);
+        // A scheme, an authority and a path always make a URL.
+        if let Ok(url) = http::Uri::from_parts(parts) {
+            self.slow = Some((url, every.max(1)));
+        }
+        self
+    }
+
+    /// The response header whose value groups requests per version. Default is
+    /// `x-version`.
+    #[must_use]
+    pub fn version_header(mut self, header: http::HeaderName) -> Self {
+        self.version_header = header;
+        self
+    }
+
+    /// Speak HTTP/2 with prior knowledge instead of HTTP/1.1. Default is HTTP/1.1.
+    #[must_use]
+    pub fn h2c(mut self, h2c: bool) -> Self {
+        self.h2c = h2c;
+        self
+    }
 }
 
 /// The first pause after a failed connect; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-pub(crate) async fn run(plan: Plan) -> Summary {
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
-        // Every failure must count: a retried request would hide one.
-        .retry_canceled_requests(false)
-        .pool_max_idle_per_host(plan.concurrency)
-        .http2_only(plan.h2c)
-        .build_http();
-    let plan = Arc::new(plan);
-    let sent = Arc::new(AtomicU64::new(0));
-    // Ctrl-C or SIGTERM ends the run early; the summary is still printed.
-    let stop = Arc::new(AtomicBool::new(false));
-    tokio::spawn({
-        let stop = Arc::clone(&stop);
-        async move {
-            stopped().await;
-            stop.store(true, Ordering::Relaxed);
-        }
-    });
-    let started = Instant::now();
-    let deadline = started + plan.duration;
-    let clients: Vec<_> = (0..plan.concurrency)
-        .map(|_| {
-            let (client, plan, sent, stop) = (
-                client.clone(),
-                Arc::clone(&plan),
-                Arc::clone(&sent),
-                Arc::clone(&stop),
-            );
-            tokio::spawn(async move {
-                let mut seen = Seen::default();
-                let mut own = 0_u64;
-                let mut backoff = FIRST_BACKOFF;
-                while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-                    if plan
-                        .requests
-                        .is_some_and(|limit| sent.fetch_add(1, Ordering::Relaxed) >= limit)
-                    {
-                        break;
-                    }
-                    own += 1;
-                    let url = match &plan.slow {
-                        Some((slow, every)) if own.is_multiple_of(*every) => slow.clone(),
-                        _ => plan.url.clone(),
-                    };
-                    if one(&client, url, &plan, &mut seen)
-                        .await
-                        .is_connect_failure()
-                    {
-                        // Nothing to talk to: pause (bounded) instead of spinning.
-                        let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
-                        tokio::time::sleep(pause).await;
-                        seen.backoffs += 1;
-                        seen.backed_off += pause;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                    } else {
-                        backoff = FIRST_BACKOFF;
-                    }
-                }
-                seen
-            })
-        })
-        .collect();
-    let mut summary = Summary::new(plan.version_header.as_str());
-    for client in clients {
-        if let Ok(seen) = client.await {
-            summary.add(seen);
-        }
-    }
-    summary.elapsed = started.elapsed();
-    summary
+/// Counts everyone can read while the load runs.
+#[derive(Debug, Default)]
+struct Progress {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    /// Successful answers per version; the write lock is taken once per new version.
+    versions: RwLock<BTreeMap<String, AtomicU64>>,
 }
 
-/// Completes on Ctrl-C or SIGTERM (never, if neither can be listened for).
-async fn stopped() {
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+impl Progress {
+    fn answered(&self, version: &str) {
+        self.ok.fetch_add(1, Ordering::Relaxed);
+        let versions = self.versions.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = versions.get(version) {
+            count.fetch_add(1, Ordering::Relaxed);
+            return;
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        drop(versions);
+        let mut versions = self.versions.write().unwrap_or_else(|e| e.into_inner());
+        versions
+            .entry(version.to_owned())
+            .or_default()
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A running load. Read its counts while it runs; [`Load::stop`] and [`Load::finish`] end
+/// it with a [`Summary`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use zdd_check::{Load, Plan};
+///
+/// # #[tokio::main]
+/// # async fn main() {
+/// let load = Load::start(Plan::new("http://127.0.0.1:8080/".parse().unwrap()));
+/// // … deploy …
+/// let summary = load.stop().await;
+/// assert_eq!(summary.failed(), 0, "{}", summary.to_text(&[]));
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Load {
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+    clients: Vec<JoinHandle<Seen>>,
+    version_header: http::HeaderName,
+    started: Instant,
+}
+
+impl Load {
+    /// Starts the clients on the current Tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime, like `tokio::spawn`.
+    #[must_use]
+    pub fn start(plan: Plan) -> Self {
+        let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
+            // Every failure must count: a retried request would hide one.
+            .retry_canceled_requests(false)
+            .pool_max_idle_per_host(plan.concurrency)
+            .http2_only(plan.h2c)
+            .build_http();
+        let version_header = plan.version_header.clone();
+        let plan = Arc::new(plan);
+        let sent = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(Progress::default());
+        let started = Instant::now();
+        let deadline = plan.duration.and_then(|d| started.checked_add(d));
+        let clients = (0..plan.concurrency)
+            .map(|_| {
+                let (client, plan, sent, stop, progress) = (
+                    client.clone(),
+                    Arc::clone(&plan),
+                    Arc::clone(&sent),
+                    Arc::clone(&stop),
+                    Arc::clone(&progress),
+                );
+                tokio::spawn(async move {
+                    let mut seen = Seen::default();
+                    let mut own = 0_u64;
+                    let mut backoff = FIRST_BACKOFF;
+                    let running = || {
+                        deadline.is_none_or(|deadline| Instant::now() < deadline)
+                            && !stop.load(Ordering::Relaxed)
+                    };
+                    while running() {
+                        if plan
+                            .requests
+                            .is_some_and(|limit| sent.fetch_add(1, Ordering::Relaxed) >= limit)
+                        {
+                            break;
+                        }
+                        own += 1;
+                        let url = match &plan.slow {
+                            Some((slow, every)) if own.is_multiple_of(*every) => slow.clone(),
+                            _ => plan.url.clone(),
+                        };
+                        if one(&client, url, &plan, &mut seen, &progress)
+                            .await
+                            .is_connect_failure()
+                        {
+                            // Nothing to talk to: pause (bounded) instead of spinning.
+                            let left = deadline.map_or(MAX_BACKOFF, |deadline| {
+                                deadline.saturating_duration_since(Instant::now())
+                            });
+                            let pause = backoff.min(left);
+                            tokio::time::sleep(pause).await;
+                            seen.backoffs += 1;
+                            seen.backed_off += pause;
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                        } else {
+                            backoff = FIRST_BACKOFF;
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Self {
+            progress,
+            stop,
+            clients,
+            version_header,
+            started,
+        }
+    }
+
+    /// Successful requests so far.
+    #[must_use]
+    pub fn ok(&self) -> u64 {
+        self.progress.ok.load(Ordering::Relaxed)
+    }
+
+    /// Failed requests so far.
+    #[must_use]
+    pub fn failed(&self) -> u64 {
+        self.progress.failed.load(Ordering::Relaxed)
+    }
+
+    /// Successful requests so far answered by `version` (the version header's value).
+    #[must_use]
+    pub fn version_count(&self, version: &str) -> u64 {
+        let versions = self
+            .progress
+            .versions
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        versions
+            .get(version)
+            .map_or(0, |count| count.load(Ordering::Relaxed))
+    }
+
+    /// Tells every client to stop after its current request, and sums up.
+    pub async fn stop(self) -> Summary {
+        self.stop.store(true, Ordering::Relaxed);
+        self.finish().await
+    }
+
+    /// Waits until the plan's duration or request limit ends the load (or until
+    /// [`Load::stop`] was called), and sums up.
+    pub async fn finish(self) -> Summary {
+        let Self {
+            progress: _,
+            stop: _,
+            clients,
+            version_header,
+            started,
+        } = self;
+        let mut summary = Summary::new(version_header.as_str());
+        for client in clients {
+            if let Ok(seen) = client.await {
+                summary.add(seen);
+            }
+        }
+        summary.elapsed = started.elapsed();
+        summary
+    }
+
+    /// A handle that stops the load from elsewhere (a signal handler, a deadline).
+    #[must_use]
+    pub fn stopper(&self) -> Stopper {
+        Stopper(Arc::clone(&self.stop))
+    }
+}
+
+/// Stops a [`Load`] from elsewhere; see [`Load::stopper`].
+#[derive(Debug, Clone)]
+pub struct Stopper(Arc<AtomicBool>);
+
+impl Stopper {
+    /// Tells every client to stop after its current request.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -132,6 +332,7 @@ async fn one<C>(
     url: http::Uri,
     plan: &Plan,
     seen: &mut Seen,
+    progress: &Progress,
 ) -> Outcome
 where
     C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
@@ -156,10 +357,9 @@ where
         Ok(Ok((outcome, version))) => {
             if outcome == Outcome::Ok {
                 seen.latencies.push(started.elapsed());
-                *seen
-                    .versions
-                    .entry(version.unwrap_or_else(|| "(none)".to_owned()))
-                    .or_default() += 1;
+                let version = version.unwrap_or_else(|| "(none)".to_owned());
+                progress.answered(&version);
+                *seen.versions.entry(version).or_default() += 1;
             }
             outcome
         }
@@ -173,6 +373,9 @@ where
         }
         Err(_) => Outcome::Timeout,
     };
+    if outcome != Outcome::Ok {
+        progress.failed.fetch_add(1, Ordering::Relaxed);
+    }
     *seen.outcomes.entry(outcome).or_default() += 1;
     outcome
 }

@@ -18,13 +18,11 @@
 //! summary says how often and how long.
 
 mod args;
-mod load;
-mod outcome;
-mod summary;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use zdd_check::{Load, Plan};
 
 fn main() -> ExitCode {
     // Bad input ends here with exit code 2 and a message naming the option.
@@ -39,18 +37,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let plan = load::Plan {
-        slow: args.slow_url().map(|url| (url, args.slow_every)),
-        url: args.url,
+    let mut plan = Plan::new(args.url.clone())
         // At most `MAX_CONCURRENCY`, which fits any `usize`.
-        concurrency: usize::try_from(args.concurrency).unwrap_or(usize::MAX),
-        duration: args.duration,
-        requests: args.requests,
-        timeout: args.timeout,
-        version_header: args.version_header,
-        h2c: args.h2c,
-    };
-    let summary = runtime.block_on(load::run(plan));
+        .concurrency(usize::try_from(args.concurrency).unwrap_or(usize::MAX))
+        .duration(args.duration)
+        .timeout(args.timeout)
+        .version_header(args.version_header.clone())
+        .h2c(args.h2c);
+    if let Some(limit) = args.requests {
+        plan = plan.requests(limit);
+    }
+    if let Some(path) = args.slow_path.clone() {
+        plan = plan.slow(path, args.slow_every);
+    }
+    let summary = runtime.block_on(async {
+        let load = Load::start(plan);
+        // Ctrl-C or SIGTERM ends the run early; the summary is still printed.
+        let stopper = load.stopper();
+        tokio::spawn(async move {
+            stopped().await;
+            stopper.stop();
+        });
+        load.finish().await
+    });
     let verdict = summary.verdict(args.max_failures, args.max_p99);
     if args.json {
         println!("{}", summary.to_json(&verdict));
@@ -61,5 +70,24 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM (never, if neither can be listened for).
+async fn stopped() {
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }

@@ -18,8 +18,10 @@ pub(crate) struct Seen {
     pub(crate) backed_off: Duration,
 }
 
+/// What a [`Load`](crate::Load) saw, added up: totals, failures by kind, latency
+/// percentiles of the successful requests, and answers per version.
 #[derive(Debug)]
-pub(crate) struct Summary {
+pub struct Summary {
     version_header: String,
     outcomes: BTreeMap<Outcome, u64>,
     latencies: Vec<Duration>,
@@ -58,7 +60,9 @@ impl Summary {
         self.backed_off += seen.backed_off;
     }
 
-    fn total(&self) -> u64 {
+    /// Requests sent.
+    #[must_use]
+    pub fn total(&self) -> u64 {
         self.outcomes.values().sum()
     }
 
@@ -66,8 +70,46 @@ impl Summary {
         self.outcomes.get(&outcome).copied().unwrap_or(0)
     }
 
-    fn failed(&self) -> u64 {
+    /// Requests that failed, of any kind.
+    #[must_use]
+    pub fn failed(&self) -> u64 {
         self.total() - self.count(Outcome::Ok)
+    }
+
+    /// Requests answered with a 2xx status and a complete body.
+    #[must_use]
+    pub fn ok(&self) -> u64 {
+        self.count(Outcome::Ok)
+    }
+
+    /// Failures by kind (`connect_refused`, `dns_error`, `reset`, `empty_reply`,
+    /// `timeout`, `status_5xx`, `status_other`, `other_error`); kinds that did not occur
+    /// are left out.
+    #[must_use]
+    pub fn failures(&self) -> BTreeMap<&'static str, u64> {
+        Outcome::FAILURES
+            .iter()
+            .map(|outcome| (outcome.as_str(), self.count(*outcome)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Successful requests per version (the version header's value, `(none)` without one).
+    #[must_use]
+    pub fn versions(&self) -> &BTreeMap<String, u64> {
+        &self.versions
+    }
+
+    /// The first few failures, described.
+    #[must_use]
+    pub fn first_errors(&self) -> &[String] {
+        &self.first_errors
+    }
+
+    /// How long the load ran.
+    #[must_use]
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
     }
 
     /// The latency below which `percent` of successful requests answered.
@@ -79,8 +121,10 @@ impl Summary {
         sorted.get(rank.min(last)).copied()
     }
 
-    /// Reasons to exit non-zero; empty when the run passed.
-    pub(crate) fn verdict(&self, max_failures: u64, max_p99: Option<Duration>) -> Vec<String> {
+    /// Reasons to fail the run: nothing sent, more failures than `max_failures`, a p99
+    /// above `max_p99`. Empty when it passed.
+    #[must_use]
+    pub fn verdict(&self, max_failures: u64, max_p99: Option<Duration>) -> Vec<String> {
         let mut reasons = Vec::new();
         if self.total() == 0 {
             reasons.push("no request was sent".to_owned());
@@ -99,7 +143,9 @@ impl Summary {
         reasons
     }
 
-    pub(crate) fn to_json(&self, verdict: &[String]) -> String {
+    /// The summary and `verdict` as one JSON object.
+    #[must_use]
+    pub fn to_json(&self, verdict: &[String]) -> String {
         let failures: serde_json::Map<String, serde_json::Value> = Outcome::FAILURES
             .iter()
             .map(|o| (o.as_str().to_owned(), self.count(*o).into()))
@@ -122,7 +168,9 @@ impl Summary {
         .to_string()
     }
 
-    pub(crate) fn to_text(&self, verdict: &[String]) -> String {
+    /// The summary and `verdict` as lines for a person.
+    #[must_use]
+    pub fn to_text(&self, verdict: &[String]) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
