@@ -93,6 +93,7 @@ fn aborted() -> io::Error {
 
 impl<I: Unpin> TrackedIo<I> {
     /// The stream, or an error once forcing has closed it.
+    #[inline]
     fn stream(&mut self) -> io::Result<Pin<&mut I>> {
         if self.state.guard.must_fail_io() {
             self.inner = None;
@@ -102,6 +103,7 @@ impl<I: Unpin> TrackedIo<I> {
 
     /// Called when the stream is not ready: also wait for forcing, so a task parked on this
     /// connection is woken when it has to close.
+    #[inline]
     fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         match Pin::new(&mut self.forced).poll(cx) {
             Poll::Ready(()) => {
