@@ -4,13 +4,15 @@
 //!
 //! The switch is `zdd_loom`, not `loom`: tokio's own `cfg(loom)` code needs loom as a
 //! dev-dependency of tokio, so `--cfg loom` would break tokio's build. Under the switch,
-//! tokio's `Notify` (not modelled by loom for a dependent crate) is replaced by a model with
-//! the same contract as the counter uses it; see [`sync::Notify`].
+//! tokio's `Notify` and `watch` (not modelled by loom for a dependent crate) are replaced by
+//! models with the contract zdd relies on: `Notify::notify_waiters` for the counters, and
+//! for the phase machine a `watch` channel whose receivers see every change and whose
+//! waiters are woken by it.
 
 #[cfg(not(zdd_loom))]
 pub(crate) mod sync {
     pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
-    pub(crate) use tokio::sync::Notify;
+    pub(crate) use tokio::sync::{Notify, watch};
 }
 
 #[cfg(zdd_loom)]
@@ -95,6 +97,116 @@ pub(crate) mod sync {
             }
             state.waiters.push(cx.waker().clone());
             Poll::Pending
+        }
+    }
+
+    /// A model of tokio's `watch` channel with what the phase machine uses: every change
+    /// bumps a version under the channel's lock and wakes every registered waiter after it.
+    // `pub` types, as tokio's are: the handle returns receivers from its public API.
+    #[allow(unreachable_pub, clippy::must_use_candidate)]
+    pub(crate) mod watch {
+        use std::{future::poll_fn, task::Poll};
+
+        use loom::sync::{Arc, Mutex};
+
+        #[derive(Debug)]
+        struct State<T> {
+            value: T,
+            version: usize,
+            waiters: Vec<std::task::Waker>,
+        }
+
+        impl<T> State<T> {
+            fn changed(&mut self) {
+                self.version += 1;
+                for waiter in self.waiters.drain(..) {
+                    waiter.wake();
+                }
+            }
+        }
+
+        /// The model's sending half.
+        #[derive(Debug)]
+        pub struct Sender<T> {
+            state: Arc<Mutex<State<T>>>,
+        }
+
+        /// The model's receiving half; it remembers the version it saw last.
+        #[derive(Debug)]
+        pub struct Receiver<T> {
+            state: Arc<Mutex<State<T>>>,
+            seen: usize,
+        }
+
+        impl<T> Clone for Receiver<T> {
+            fn clone(&self) -> Self {
+                Self {
+                    state: Arc::clone(&self.state),
+                    seen: self.seen,
+                }
+            }
+        }
+
+        /// The sender is gone (never, in the models).
+        #[derive(Debug)]
+        pub struct RecvError;
+
+        impl<T> Sender<T> {
+            pub fn new(value: T) -> Self {
+                Self {
+                    state: Arc::new(Mutex::new(State {
+                        value,
+                        version: 0,
+                        waiters: Vec::new(),
+                    })),
+                }
+            }
+
+            pub fn subscribe(&self) -> Receiver<T> {
+                let seen = self.state.lock().unwrap().version;
+                Receiver {
+                    state: Arc::clone(&self.state),
+                    seen,
+                }
+            }
+
+            pub fn send_if_modified(&self, modify: impl FnOnce(&mut T) -> bool) -> bool {
+                let mut state = self.state.lock().unwrap();
+                let modified = modify(&mut state.value);
+                if modified {
+                    state.changed();
+                }
+                modified
+            }
+
+            pub fn send_replace(&self, value: T) -> T {
+                let mut state = self.state.lock().unwrap();
+                let old = std::mem::replace(&mut state.value, value);
+                state.changed();
+                old
+            }
+        }
+
+        impl<T> Receiver<T> {
+            pub fn has_changed(&self) -> Result<bool, RecvError> {
+                Ok(self.state.lock().unwrap().version != self.seen)
+            }
+
+            pub async fn wait_for(
+                &mut self,
+                mut done: impl FnMut(&T) -> bool,
+            ) -> Result<(), RecvError> {
+                poll_fn(|cx| {
+                    let mut state = self.state.lock().unwrap();
+                    self.seen = state.version;
+                    if done(&state.value) {
+                        return Poll::Ready(Ok(()));
+                    }
+                    state.waiters.push(cx.waker().clone());
+                    Poll::Pending
+                })
+                .await
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tokio_util::{sync::CancellationToken, task::task_tracker::TrackedFuture};
 
 use crate::{
@@ -14,6 +14,7 @@ use crate::{
     guard::{ConnectionGuard, RequestGuard},
     health::{Check, HealthReport, Probe, StartupTask},
     hooks::{Hook, HookOutput},
+    loom::sync::watch,
     shared::Shared,
 };
 

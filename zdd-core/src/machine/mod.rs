@@ -17,7 +17,9 @@ use std::{
 };
 
 use crossbeam_utils::CachePadded;
-use tokio::{sync::watch, time::Instant};
+use tokio::time::Instant;
+
+use crate::loom::sync::watch;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 pub use self::reached::PhaseReached;

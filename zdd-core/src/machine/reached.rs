@@ -5,7 +5,7 @@ use std::{
     task::{Context, Poll, Waker},
 };
 
-use tokio::sync::watch;
+use crate::loom::sync::watch;
 
 use crate::Phase;
 
