@@ -86,6 +86,15 @@ async fn misbehaving_server() -> u16 {
     .await
 }
 
+/// A port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn zdd_check(args: &[&str]) -> (Option<i32>, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_zdd-check"))
         .args(args)
@@ -133,12 +142,7 @@ async fn every_failure_is_counted_by_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_is_counted_and_a_clean_run_passes() {
-    // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = closed_port();
     let url = format!("http://127.0.0.1:{closed}/");
     let (code, stdout) = tokio::task::spawn_blocking(move || {
         zdd_check(&[&url, "--requests", "5", "--concurrency", "1", "--json"])
@@ -253,11 +257,7 @@ fn a_name_that_does_not_resolve_is_its_own_kind_of_failure() {
 
 #[test]
 fn nothing_listening_is_retried_with_a_bounded_backoff_and_the_summary_says_so() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = closed_port();
     let url = format!("http://127.0.0.1:{closed}/");
     let (code, stdout) = zdd_check(&[&url, "--duration", "2s", "--concurrency", "2", "--json"]);
     let summary: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));

@@ -31,15 +31,21 @@ impl<'a> MakeWriter<'a> for Capture {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn transitions_triggers_and_aborted_requests_are_structured_events() {
+/// A subscriber writing plain lines (no time, no colour) up to `level` into a [`Capture`].
+fn capturing(level: tracing::Level) -> (Capture, impl tracing::Subscriber + Send + Sync) {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(capture.clone())
         .with_ansi(false)
         .without_time()
-        .with_max_level(tracing::Level::DEBUG)
+        .with_max_level(level)
         .finish();
+    (capture, subscriber)
+}
+
+#[tokio::test(start_paused = true)]
+async fn transitions_triggers_and_aborted_requests_are_structured_events() {
+    let (capture, subscriber) = capturing(tracing::Level::DEBUG);
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let config = Config::builder()
@@ -94,12 +100,7 @@ async fn transitions_triggers_and_aborted_requests_are_structured_events() {
 
 #[tokio::test(start_paused = true)]
 async fn forcing_many_requests_logs_a_bounded_number_of_lines() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .without_time()
-        .finish();
+    let (capture, subscriber) = capturing(tracing::Level::INFO);
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let config = Config::builder()
@@ -152,12 +153,7 @@ async fn forcing_many_requests_logs_a_bounded_number_of_lines() {
 
 /// The warnings logged while `run` runs, one line each.
 fn warnings_while(run: impl FnOnce()) -> Vec<String> {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .without_time()
-        .finish();
+    let (capture, subscriber) = capturing(tracing::Level::INFO);
     tracing::subscriber::with_default(subscriber, run);
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     logs.lines()

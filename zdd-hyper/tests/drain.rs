@@ -316,6 +316,15 @@ async fn max_connections_holds_new_connections_until_one_closes() {
     assert!(server.report().await.is_graceful());
 }
 
+/// A server whose later request heads must arrive within `ms` milliseconds.
+async fn with_header_timeout(ms: u64) -> TestServer {
+    start_with(
+        config(0, 5_000),
+        Box::new(move |serve| serve.header_timeout(Duration::from_millis(ms))),
+    )
+    .await
+}
+
 /// A keep-alive connection that already served a request, then sends the next request's
 /// head one byte at a time.
 async fn trickle_after_one_request(addr: std::net::SocketAddr) -> (RawClient, Instant) {
@@ -337,11 +346,7 @@ async fn trickle_after_one_request(addr: std::net::SocketAddr) -> (RawClient, In
 
 #[tokio::test]
 async fn a_later_request_head_trickled_in_is_cut_off_while_idle_connections_stay_open() {
-    let server = start_with(
-        config(0, 5_000),
-        Box::new(|serve| serve.header_timeout(Duration::from_millis(500))),
-    )
-    .await;
+    let server = with_header_timeout(500).await;
     // An idle keep-alive connection, opened first: it must outlive the slow one.
     let mut idle = RawClient::connect(server.addr).await;
     idle.get("/").await.unwrap();
@@ -368,11 +373,7 @@ async fn a_later_request_head_trickled_in_is_cut_off_while_idle_connections_stay
 
 #[tokio::test]
 async fn a_later_request_whose_head_stalls_is_cut_off() {
-    let server = start_with(
-        config(0, 5_000),
-        Box::new(|serve| serve.header_timeout(Duration::from_millis(300))),
-    )
-    .await;
+    let server = with_header_timeout(300).await;
     let mut client = RawClient::connect(server.addr).await;
     for _ in 0..3 {
         assert_eq!(client.get("/").await.unwrap().status, 200);
@@ -391,11 +392,7 @@ async fn a_later_request_whose_head_stalls_is_cut_off() {
 
 #[tokio::test]
 async fn a_slow_request_body_is_not_cut_by_the_header_timeout() {
-    let server = start_with(
-        config(0, 5_000),
-        Box::new(|serve| serve.header_timeout(Duration::from_millis(200))),
-    )
-    .await;
+    let server = with_header_timeout(200).await;
     let mut client = RawClient::connect(server.addr).await;
     assert_eq!(client.get("/").await.unwrap().status, 200);
     // The head arrives whole; the body takes longer than the header timeout.
@@ -415,11 +412,7 @@ async fn a_slow_request_body_is_not_cut_by_the_header_timeout() {
 
 #[tokio::test]
 async fn an_upgraded_connection_is_not_bound_by_the_header_timeout() {
-    let mut server = start_with(
-        config(0, 5_000),
-        Box::new(|serve| serve.header_timeout(Duration::from_millis(200))),
-    )
-    .await;
+    let mut server = with_header_timeout(200).await;
     let mut client = RawClient::connect(server.addr).await;
     assert_eq!(client.get("/").await.unwrap().status, 200);
     client
