@@ -23,12 +23,21 @@
 //! | an idle keep-alive connection | `ZDD_IDLE_TIMEOUT` | 620 s |
 //! | a WebSocket's close handshake at the drain | `ZDD_WEBSOCKET_CLOSE_TIMEOUT` | 1 s |
 //!
+//! The admin listener (see `zdd-hyper`'s `Serve::admin`):
+//!
+//! | setting | env | default |
+//! |---|---|---|
+//! | the admin listener's address, such as `0.0.0.0:9000` | `ZDD_ADMIN_ADDR` | none: no admin listener |
+//! | whether the public listeners answer the probes too | `ZDD_PUBLIC_PROBES` | `true` |
+//!
 //! Durations are human-readable (`500ms`, `5s`, `1m`, `1m 30s`). [`ConfigBuilder::build`]
 //! fails with a [`ConfigError`] naming the setting when a value is malformed or negative,
 //! when a connection bound is zero, when the first-byte timeout is longer than the
 //! first-request timeout (both count from accept), and when
-//! `prestop + propagation + drain + force wait + cleanup + margin` exceeds the grace period.
-//! A preStop hook's wait counts as propagation time already spent, so only the rest of the
+//! `prestop + propagation + drain + force wait + cleanup + margin` exceeds the grace period;
+//! an address that does not parse, a boolean other than `true`/`false`, and
+//! `ZDD_PUBLIC_PROBES=false` without `ZDD_ADMIN_ADDR` (no probe would be answered anywhere)
+//! are errors too. A preStop hook's wait counts as propagation time already spent, so only the rest of the
 //! propagation delay is waited after the trigger.
 //!
 //! # Examples
@@ -52,9 +61,12 @@
 //! # Ok::<(), zdd_core::ConfigError>(())
 //! ```
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
-use crate::error::{Budget, ConfigError};
+use crate::{
+    Trigger,
+    error::{Budget, ConfigError},
+};
 
 /// Environment variable for the propagation delay.
 pub const ENV_PROPAGATION_DELAY: &str = "ZDD_PROPAGATION_DELAY";
@@ -78,6 +90,10 @@ pub const ENV_HEADER_TIMEOUT: &str = "ZDD_HEADER_TIMEOUT";
 pub const ENV_IDLE_TIMEOUT: &str = "ZDD_IDLE_TIMEOUT";
 /// Environment variable for the WebSocket close handshake's timeout.
 pub const ENV_WEBSOCKET_CLOSE_TIMEOUT: &str = "ZDD_WEBSOCKET_CLOSE_TIMEOUT";
+/// Environment variable for the admin listener's address.
+pub const ENV_ADMIN_ADDR: &str = "ZDD_ADMIN_ADDR";
+/// Environment variable for whether the public listeners answer the probes.
+pub const ENV_PUBLIC_PROBES: &str = "ZDD_PUBLIC_PROBES";
 /// Set by Kubernetes in every container; its presence selects the Kubernetes defaults.
 pub const ENV_KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
 
@@ -128,6 +144,8 @@ pub struct Config {
     idle_timeout: Duration,
     websocket_close_timeout: Duration,
     second_sigterm: SecondSigterm,
+    admin_addr: Option<SocketAddr>,
+    public_probes: bool,
 }
 
 impl Config {
@@ -152,6 +170,22 @@ impl Config {
     #[must_use]
     pub fn propagation_delay(&self) -> Duration {
         self.propagation_delay.saturating_sub(self.prestop_delay)
+    }
+
+    /// How long the sequence keeps accepting after `trigger` turned it unready.
+    ///
+    /// A signal comes after a preStop hook that may already have waited
+    /// ([`Config::prestop_delay`]), so it gets [`Config::propagation_delay`], the rest. A
+    /// [`Trigger::PreStop`] comes from the hook itself (the admin listener's `/prestop`),
+    /// before anything was waited: it gets the whole delay, and the signal that follows the
+    /// hook waits nothing more. Either way the time from the hook's start to the drain is
+    /// the propagation delay, and nothing is waited twice.
+    #[must_use]
+    pub fn propagation_delay_after(&self, trigger: Trigger) -> Duration {
+        match trigger {
+            Trigger::PreStop => self.propagation_delay,
+            _ => self.propagation_delay(),
+        }
     }
 
     /// Whether the propagation delay is zero only because nothing set it: outside
@@ -235,6 +269,20 @@ impl Config {
     pub fn second_sigterm(&self) -> SecondSigterm {
         self.second_sigterm
     }
+
+    /// Where the admin listener is bound, if one is configured: probes, `/metrics`,
+    /// `/prestop` and `/maintenance`, answered in every phase until the report exists.
+    #[must_use]
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Whether the public listeners answer the probes too (the default). Only `false` with
+    /// an admin listener, so the probes are always answered somewhere.
+    #[must_use]
+    pub fn public_probes(&self) -> bool {
+        self.public_probes
+    }
 }
 
 impl Default for Config {
@@ -265,6 +313,8 @@ pub struct ConfigBuilder {
     websocket_close_timeout: Option<Duration>,
     second_sigterm: SecondSigterm,
     in_kubernetes: Option<bool>,
+    admin_addr: Option<SocketAddr>,
+    public_probes: Option<bool>,
 }
 
 impl ConfigBuilder {
@@ -390,6 +440,23 @@ impl ConfigBuilder {
         self
     }
 
+    /// Serves an admin listener at `addr` (probes, `/metrics`, `/prestop`, `/maintenance`),
+    /// open in every phase until the report exists. Use a port of its own, such as
+    /// `0.0.0.0:9000`. Default is none.
+    #[must_use]
+    pub fn admin_addr(mut self, addr: SocketAddr) -> Self {
+        self.admin_addr = Some(addr);
+        self
+    }
+
+    /// Whether the public listeners answer the probes too. Set it to `false` with an admin
+    /// listener so public traffic cannot reach the probes. Default is `true`.
+    #[must_use]
+    pub fn public_probes(mut self, answer: bool) -> Self {
+        self.public_probes = Some(answer);
+        self
+    }
+
     /// Applies the `ZDD_*` variables of the process environment (and detects Kubernetes).
     ///
     /// # Errors
@@ -456,6 +523,12 @@ impl ConfigBuilder {
                 *slot = Some(d);
             }
         }
+        if let Some(value) = lookup(ENV_ADMIN_ADDR) {
+            self.admin_addr = Some(parse_addr(ENV_ADMIN_ADDR, &value)?);
+        }
+        if let Some(value) = lookup(ENV_PUBLIC_PROBES) {
+            self.public_probes = Some(parse_bool(ENV_PUBLIC_PROBES, &value)?);
+        }
         if self.in_kubernetes.is_none() {
             self.in_kubernetes = Some(lookup(ENV_KUBERNETES_SERVICE_HOST).is_some());
         }
@@ -499,7 +572,16 @@ impl ConfigBuilder {
                 .websocket_close_timeout
                 .unwrap_or(DEFAULT_WEBSOCKET_CLOSE_TIMEOUT),
             second_sigterm: self.second_sigterm,
+            admin_addr: self.admin_addr,
+            public_probes: self.public_probes.unwrap_or(true),
         };
+        if !config.public_probes && config.admin_addr.is_none() {
+            return Err(ConfigError::needs(
+                (ENV_PUBLIC_PROBES, "false"),
+                ENV_ADMIN_ADDR,
+                "without an admin listener no probe would be answered anywhere",
+            ));
+        }
         config.check_connection_bounds()?;
         let budget = Budget {
             prestop: config.prestop_delay,
@@ -565,6 +647,8 @@ fn env_name(key: &str) -> &'static str {
         ENV_HEADER_TIMEOUT,
         ENV_IDLE_TIMEOUT,
         ENV_WEBSOCKET_CLOSE_TIMEOUT,
+        ENV_ADMIN_ADDR,
+        ENV_PUBLIC_PROBES,
         ENV_KUBERNETES_SERVICE_HOST,
     ]
     .into_iter()
@@ -579,6 +663,26 @@ fn parse_duration(setting: &'static str, value: &str) -> Result<Duration, Config
         return Err(ConfigError::negative(setting, value));
     }
     humantime::parse_duration(trimmed).map_err(|_| ConfigError::malformed(setting, value))
+}
+
+/// Parses an IP address and port such as `0.0.0.0:9000` or `[::]:9000`.
+fn parse_addr(setting: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.trim().parse().map_err(|_| {
+        ConfigError::invalid(
+            setting,
+            value,
+            "an IP address and port, such as 0.0.0.0:9000 or [::]:9000",
+        )
+    })
+}
+
+/// Parses `true` or `false` (any case).
+fn parse_bool(setting: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::invalid(setting, value, "true or false")),
+    }
 }
 
 #[cfg(test)]
@@ -612,6 +716,58 @@ mod tests {
         assert_eq!(config.idle_timeout(), Duration::from_secs(620));
         assert_eq!(config.websocket_close_timeout(), Duration::from_secs(1));
         assert_eq!(config.second_sigterm(), SecondSigterm::Ignore);
+    }
+
+    #[test]
+    fn the_admin_listener_comes_from_the_environment() {
+        let config = from_table(&[]).unwrap();
+        assert_eq!(config.admin_addr(), None);
+        assert!(config.public_probes());
+
+        let config = from_table(&[
+            ("ZDD_ADMIN_ADDR", " 0.0.0.0:9000 "),
+            ("ZDD_PUBLIC_PROBES", "FALSE"),
+        ])
+        .unwrap();
+        assert_eq!(config.admin_addr(), Some("0.0.0.0:9000".parse().unwrap()));
+        assert!(!config.public_probes());
+        let v6 = from_table(&[("ZDD_ADMIN_ADDR", "[::1]:9000")]).unwrap();
+        assert_eq!(v6.admin_addr(), Some("[::1]:9000".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_admin_settings_are_errors_naming_them() {
+        for (table, message) in [
+            (
+                &[("ZDD_ADMIN_ADDR", "9000")][..],
+                r#"ZDD_ADMIN_ADDR: invalid value "9000": expected an IP address and port, such as 0.0.0.0:9000 or [::]:9000"#,
+            ),
+            (
+                &[("ZDD_ADMIN_ADDR", "localhost:9000")][..],
+                r#"ZDD_ADMIN_ADDR: invalid value "localhost:9000": expected an IP address and port, such as 0.0.0.0:9000 or [::]:9000"#,
+            ),
+            (
+                &[("ZDD_ADMIN_ADDR", "0.0.0.0:70000")][..],
+                r#"ZDD_ADMIN_ADDR: invalid value "0.0.0.0:70000": expected an IP address and port, such as 0.0.0.0:9000 or [::]:9000"#,
+            ),
+            (
+                &[("ZDD_ADMIN_ADDR", "0.0.0.0:9000"), ("ZDD_PUBLIC_PROBES", "no")][..],
+                r#"ZDD_PUBLIC_PROBES: invalid value "no": expected true or false"#,
+            ),
+            (
+                &[("ZDD_PUBLIC_PROBES", "false")][..],
+                "ZDD_PUBLIC_PROBES=false needs ZDD_ADMIN_ADDR: without an admin listener no probe would be answered anywhere",
+            ),
+        ] {
+            let error = from_table(table).unwrap_err();
+            assert_eq!(error.to_string(), message);
+            assert_eq!(error.setting(), Some(table[table.len() - 1].0));
+            assert!(error.is_malformed() || error.is_inconsistent());
+        }
+        // The builder says the same.
+        let error = Config::builder().public_probes(false).build().unwrap_err();
+        assert!(error.is_inconsistent());
+        assert_eq!(error.setting(), Some("ZDD_PUBLIC_PROBES"));
     }
 
     #[test]

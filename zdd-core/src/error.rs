@@ -5,7 +5,7 @@ use std::{fmt, time::Duration};
 use humantime::format_duration;
 
 /// A configuration value was malformed, negative, zero where it must not be, inconsistent
-/// with another, or the timings do not fit the grace period.
+/// with another, needs a setting that is missing, or the timings do not fit the grace period.
 ///
 /// Every message names the setting (and its environment variable when the value came from
 /// the environment) and the numbers involved, so it can be shown to an operator as is.
@@ -39,6 +39,19 @@ enum Kind {
     Malformed {
         setting: &'static str,
         value: String,
+    },
+    /// Not a duration setting: `expected` says what the value should look like.
+    Invalid {
+        setting: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    /// `setting` has a value that only works when `needs` is set too.
+    Needs {
+        setting: &'static str,
+        value: String,
+        needs: &'static str,
+        why: &'static str,
     },
     Negative {
         setting: &'static str,
@@ -80,6 +93,31 @@ impl ConfigError {
         }
     }
 
+    pub(crate) fn invalid(setting: &'static str, value: &str, expected: &'static str) -> Self {
+        Self {
+            kind: Kind::Invalid {
+                setting,
+                value: value.to_owned(),
+                expected,
+            },
+        }
+    }
+
+    pub(crate) fn needs(
+        (setting, value): (&'static str, &str),
+        needs: &'static str,
+        why: &'static str,
+    ) -> Self {
+        Self {
+            kind: Kind::Needs {
+                setting,
+                value: value.to_owned(),
+                needs,
+                why,
+            },
+        }
+    }
+
     pub(crate) fn negative(setting: &'static str, value: &str) -> Self {
         Self {
             kind: Kind::Negative {
@@ -115,10 +153,10 @@ impl ConfigError {
         }
     }
 
-    /// Whether a value could not be parsed as a duration.
+    /// Whether a value could not be parsed (as a duration, an address or a boolean).
     #[must_use]
     pub fn is_malformed(&self) -> bool {
-        matches!(self.kind, Kind::Malformed { .. })
+        matches!(self.kind, Kind::Malformed { .. } | Kind::Invalid { .. })
     }
 
     /// Whether a value was negative.
@@ -129,10 +167,14 @@ impl ConfigError {
 
     /// Whether a value that must be positive was zero, or longer than the setting that bounds
     /// it (the first-byte timeout longer than the first-request timeout, which counts from the
-    /// same moment and so includes it).
+    /// same moment and so includes it), or a setting needs another that is missing
+    /// (`ZDD_PUBLIC_PROBES=false` without `ZDD_ADMIN_ADDR`).
     #[must_use]
     pub fn is_inconsistent(&self) -> bool {
-        matches!(self.kind, Kind::Zero { .. } | Kind::Longer { .. })
+        matches!(
+            self.kind,
+            Kind::Zero { .. } | Kind::Longer { .. } | Kind::Needs { .. }
+        )
     }
 
     /// Whether propagation delay, drain, cleanup and margin add up to more than the grace
@@ -148,6 +190,8 @@ impl ConfigError {
     pub fn setting(&self) -> Option<&'static str> {
         match &self.kind {
             Kind::Malformed { setting, .. }
+            | Kind::Invalid { setting, .. }
+            | Kind::Needs { setting, .. }
             | Kind::Negative { setting, .. }
             | Kind::Zero { setting }
             | Kind::Longer { setting, .. } => Some(setting),
@@ -163,6 +207,17 @@ impl fmt::Display for ConfigError {
                 f,
                 "{setting}: invalid duration {value:?}: expected a number with a unit, such as 500ms, 5s or 1m"
             ),
+            Kind::Invalid {
+                setting,
+                value,
+                expected,
+            } => write!(f, "{setting}: invalid value {value:?}: expected {expected}"),
+            Kind::Needs {
+                setting,
+                value,
+                needs,
+                why,
+            } => write!(f, "{setting}={value} needs {needs}: {why}"),
             Kind::Negative { setting, value } => {
                 write!(f, "{setting}: must not be negative, got {value:?}")
             }

@@ -54,7 +54,8 @@
 //!
 //! # Features
 //!
-//! - `tower`: [`layer::ZddLayer`] and [`ProbeService`].
+//! - `tower`: [`layer::ZddLayer`], [`ProbeService`] and the admin listener's
+//!   [`AdminService`].
 //! - `signal`: [`Lifecycle::listen_for_signals`].
 //! - `metrics`: phases, work in flight, forced closes and check results through the
 //!   `metrics` facade; see [`metrics`].
@@ -86,6 +87,7 @@ pub mod stream;
 pub mod tracker;
 
 cfg_tower! {
+    pub mod admin;
     pub mod layer;
 }
 
@@ -113,7 +115,10 @@ pub use self::{
 
 cfg_tower! {
     #[doc(inline)]
-    pub use self::health::{ProbePaths, ProbeService};
+    pub use self::{
+        admin::AdminService,
+        health::{ProbePaths, ProbeService},
+    };
 }
 
 /// The README's examples, compiled and run as doctests so they cannot drift from the API.

@@ -122,9 +122,15 @@ pub enum Trigger {
     /// A future passed to
     /// [`Lifecycle::shutdown_on`](crate::Lifecycle::shutdown_on) completed.
     Future,
-    /// A Kubernetes `preStop` hook (for example an HTTP `preStop` handler calling
-    /// [`LifecycleHandle::trigger`](crate::LifecycleHandle::trigger)).
+    /// A Kubernetes `preStop` hook: the admin listener's `/prestop` endpoint, or a handler
+    /// of your own calling [`LifecycleHandle::trigger`](crate::LifecycleHandle::trigger).
+    /// The propagation delay is then waited in full (see
+    /// [`Config::propagation_delay_after`](crate::Config::propagation_delay_after)).
     PreStop,
+    /// The server could not start (for example, its admin listener could not be bound):
+    /// [`LifecycleHandle::fail_startup`](crate::LifecycleHandle::fail_startup). The service
+    /// never turned ready, and the report is not graceful.
+    StartupFailed,
 }
 
 impl Trigger {
@@ -137,6 +143,7 @@ impl Trigger {
             Self::Programmatic => "programmatic",
             Self::Future => "future",
             Self::PreStop => "pre_stop",
+            Self::StartupFailed => "startup_failed",
         }
     }
 }

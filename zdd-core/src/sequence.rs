@@ -30,10 +30,11 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
     drop(triggers);
 
     // Unready: keep serving while load balancers notice the failing readiness probe.
+    let trigger = machine.recorded_trigger().unwrap_or(Trigger::Programmatic);
     let mut force = match machine.is_force_requested() {
         true => Some(ForceReason::Requested),
         false => tokio::select! {
-            () = sleep(config.propagation_delay()) => None,
+            () = sleep(config.propagation_delay_after(trigger)) => None,
             () = machine.force_requested() => Some(ForceReason::Requested),
         },
     };
@@ -102,7 +103,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
     shared.advance(Phase::Stopped);
     let tally = work.stats().tally();
     let report = ShutdownReport {
-        trigger: machine.recorded_trigger().unwrap_or(Trigger::Programmatic),
+        trigger,
         phases: phase_durations(machine.entered_at()),
         forced: force,
         requests_completed: tally.requests_completed,

@@ -44,6 +44,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod admin;
+mod backoff;
 mod conn;
 mod io;
 mod listener;

@@ -8,24 +8,31 @@ use std::{
 };
 
 use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::{
+    net::TcpListener,
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
+use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
-use zdd_core::{Lifecycle, LifecycleHandle, ProbePaths, ShutdownReport, layer::ZddLayer};
+use zdd_core::{
+    AdminService, Lifecycle, LifecycleHandle, ProbePaths, ShutdownReport, layer::ZddLayer,
+};
 
 use crate::{
-    HttpService, Listener,
+    HttpService, Listener, admin,
+    backoff::Backoff,
     conn::{Deadlines, serve_connection},
     listener::is_connection_error,
 };
 
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
-
 /// Serves `service` on `listener` until the lifecycle's shutdown sequence ends; `.await` it
 /// for the [`ShutdownReport`].
 ///
-/// The service is wrapped in [`ZddLayer`] (answering the probes at their default paths), so
-/// requests are tracked and responses marked by phase; each connection is served with
-/// hyper-util's auto builder (HTTP/1.1 and h2c, detected per connection). See the
+/// The service is wrapped in [`ZddLayer`] (answering the probes at their default paths,
+/// unless `ZDD_PUBLIC_PROBES=false`), so requests are tracked and responses marked by phase;
+/// each connection is served with hyper-util's auto builder (HTTP/1.1 and h2c, detected per
+/// connection). When the lifecycle's configuration names an admin address
+/// (`ZDD_ADMIN_ADDR`), an admin listener is served there too; see [`Serve::admin`]. See the
 /// [crate docs](crate) for what each phase does to the listener and the connections.
 ///
 /// # Examples
@@ -54,11 +61,17 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// # }
 /// ```
 pub fn serve<L, S>(listener: L, service: S, lifecycle: Lifecycle) -> Serve<L, S> {
-    let layer = ZddLayer::new(lifecycle.handle()).probes(ProbePaths::default());
+    let layer = ZddLayer::new(lifecycle.handle());
+    let layer = match lifecycle.config().public_probes() {
+        true => layer.probes(ProbePaths::default()),
+        false => layer,
+    };
     let deadlines = Deadlines::from(lifecycle.config());
     Serve {
         listener,
         service,
+        admin: AdminService::new(lifecycle.handle()),
+        admin_listener: None,
         lifecycle,
         layer,
         builder: Builder::new(TokioExecutor::new()),
@@ -72,6 +85,8 @@ pub fn serve<L, S>(listener: L, service: S, lifecycle: Lifecycle) -> Serve<L, S>
 pub struct Serve<L, S> {
     listener: L,
     service: S,
+    admin: AdminService,
+    admin_listener: Option<TcpListener>,
     lifecycle: Lifecycle,
     layer: ZddLayer,
     builder: Builder<TokioExecutor>,
@@ -169,6 +184,61 @@ impl<L, S> Serve<L, S> {
         self.max_connections = Some(limit);
         self
     }
+
+    /// Adjusts the admin listener's routes, such as the `/metrics` renderer. The admin
+    /// listener is served only when there is one: given with [`Serve::admin_listener`], or
+    /// bound at the lifecycle's [`Config::admin_addr`](zdd_core::Config::admin_addr)
+    /// (`ZDD_ADMIN_ADDR`). Default is `AdminService::new(handle)`, with the probes at the
+    /// public listener's paths.
+    ///
+    /// The admin listener answers the probes, `/metrics`, `/prestop` and `/maintenance`
+    /// (see [`AdminService`]) over HTTP/1.1, in every phase until the report exists: it is
+    /// closed last. Its connections are never counted as work to drain, at most 64 are
+    /// served at once, and one whose request head takes longer than 5 s, or that stays
+    /// idle that long, is closed.
+    ///
+    /// When the configured address cannot be bound (in use, the public listener's own), the
+    /// server does not start: the error is logged, the service never turns ready, and the
+    /// report comes at once with [`Trigger::StartupFailed`](zdd_core::Trigger::StartupFailed)
+    /// and exit code 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use zdd_core::{Config, Lifecycle};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::builder()
+    ///     .admin_addr("127.0.0.1:0".parse()?)
+    ///     .public_probes(false)
+    ///     .build()?;
+    /// let lifecycle = Lifecycle::new(config);
+    /// # lifecycle.handle().shutdown();
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+    /// });
+    /// let report = zdd_hyper::serve(listener, app, lifecycle)
+    ///     .admin(|admin| admin.metrics(|| "# no metrics yet\n".to_owned()))
+    ///     .await;
+    /// assert!(report.is_graceful());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn admin(mut self, configure: impl FnOnce(AdminService) -> AdminService) -> Self {
+        self.admin = configure(self.admin);
+        self
+    }
+
+    /// Serves the admin listener (see [`Serve::admin`]) on `listener`, instead of binding
+    /// the lifecycle's [`Config::admin_addr`](zdd_core::Config::admin_addr). Default is
+    /// none.
+    pub fn admin_listener(mut self, listener: TcpListener) -> Self {
+        self.admin_listener = Some(listener);
+        self
+    }
 }
 
 impl<L, S> std::fmt::Debug for Serve<L, S> {
@@ -176,6 +246,8 @@ impl<L, S> std::fmt::Debug for Serve<L, S> {
         let Self {
             listener: _,
             service: _,
+            admin,
+            admin_listener,
             lifecycle,
             layer,
             builder: _,
@@ -185,6 +257,8 @@ impl<L, S> std::fmt::Debug for Serve<L, S> {
         f.debug_struct("Serve")
             .field("lifecycle", lifecycle)
             .field("layer", layer)
+            .field("admin", admin)
+            .field("admin_listener", admin_listener)
             .field("deadlines", deadlines)
             .field("max_connections", max_connections)
             .finish_non_exhaustive()
@@ -203,6 +277,8 @@ where
         let Self {
             listener,
             service,
+            admin,
+            admin_listener,
             lifecycle,
             layer,
             builder,
@@ -210,6 +286,11 @@ where
             max_connections,
         } = self;
         let handle = lifecycle.handle();
+        let admin = match (admin.probe_paths(), layer.probe_paths()) {
+            (None, Some(paths)) => admin.probes(paths.clone()),
+            _ => admin,
+        };
+        let public_addr = listener.network_addr();
         let accept = AcceptLoop {
             listener,
             service: layer.layer(service),
@@ -220,6 +301,20 @@ where
         };
         ServeFuture {
             inner: Box::pin(async move {
+                let admin_listener =
+                    match admin::open(admin_listener, lifecycle.config(), public_addr) {
+                        Ok(listener) => listener,
+                        Err(error) => {
+                            handle.fail_startup(&error);
+                            return lifecycle.run().await;
+                        }
+                    };
+                // Cancelled once the report exists, or if this future is dropped.
+                let stop_admin = CancellationToken::new();
+                let _stop_admin = stop_admin.clone().drop_guard();
+                if let Some(admin_listener) = admin_listener {
+                    tokio::spawn(admin::run(admin_listener, admin, stop_admin));
+                }
                 // Tracked, so the drain also waits for the listener to close.
                 let accepting = tokio::spawn(handle.track_future(accept.run()));
                 let report = lifecycle.run().await;
@@ -240,7 +335,8 @@ where
 /// [`Lifecycle::run`](zdd_core::Lifecycle::run)): the listener stops accepting, after
 /// taking the connections the kernel already queued, and every connection is closed as
 /// forcing closes it; no cleanup hook runs. The accept loop and the connections run on
-/// their own tasks and end by themselves, promptly, once the lifecycle is forcing.
+/// their own tasks and end by themselves, promptly, once the lifecycle is forcing. The
+/// admin listener stops at once.
 #[must_use = "futures do nothing unless polled"]
 pub struct ServeFuture {
     inner: Pin<Box<dyn Future<Output = ShutdownReport> + Send>>,
@@ -366,24 +462,5 @@ where
             connection.await;
             drop(permit);
         });
-    }
-}
-
-/// Pauses between failed accepts: 10 ms, doubling up to [`MAX_ACCEPT_BACKOFF`]. Errors such
-/// as running out of file descriptors persist for a while; retrying at once would spin.
-#[derive(Debug)]
-struct Backoff(Duration);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self(Duration::from_millis(10))
-    }
-}
-
-impl Backoff {
-    fn next(&mut self) -> Duration {
-        let pause = self.0;
-        self.0 = (self.0 * 2).min(MAX_ACCEPT_BACKOFF);
-        pause
     }
 }

@@ -90,6 +90,12 @@ impl ZddLayer {
         self.update(|s| s.late = late)
     }
 
+    /// The paths the layer answers the probes at, if it does.
+    #[must_use]
+    pub fn probe_paths(&self) -> Option<&ProbePaths> {
+        self.settings.probes.as_ref()
+    }
+
     /// The lifecycle this layer reports to.
     #[must_use]
     pub fn handle(&self) -> &LifecycleHandle {

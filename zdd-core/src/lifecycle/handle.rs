@@ -205,6 +205,38 @@ impl LifecycleHandle {
         self.trigger(Trigger::Programmatic)
     }
 
+    /// Ends a lifecycle whose server could not start (an admin listener that could not be
+    /// bound, a listener that failed): logs `error`, triggers shutdown with
+    /// [`Trigger::StartupFailed`] and forces, so the sequence runs the cleanup hooks and
+    /// ends at once with a report that is not graceful (exit code 1).
+    ///
+    /// Called before [`Lifecycle::run`](crate::Lifecycle::run) starts, the service never
+    /// turns [`Phase::Serving`], so readiness never answers 200.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use zdd_core::{Config, Lifecycle, Phase, Trigger};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let lifecycle = Lifecycle::new(Config::default());
+    /// lifecycle.handle().fail_startup(&"admin listener: address in use");
+    /// let report = lifecycle.run().await;
+    /// assert_eq!(report.trigger(), Trigger::StartupFailed);
+    /// assert_eq!(report.time_in(Phase::Serving), None);
+    /// assert_eq!(report.exit_code(), 1);
+    /// # }
+    /// ```
+    pub fn fail_startup(&self, error: &dyn fmt::Display) {
+        error!(
+            error = %error,
+            phase = self.phase().as_str(),
+            "the server could not start; stopping"
+        );
+        self.shared.force(Trigger::StartupFailed);
+    }
+
     /// Skips what is left of the propagation delay and the drain and goes to
     /// [`Phase::Forcing`]. Triggers shutdown first if it has not started.
     pub fn force(&self) {

@@ -206,9 +206,13 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect(addr: SocketAddr) -> Self {
-        Self {
-            reader: BufReader::new(TcpStream::connect(addr).await.unwrap()),
-        }
+        Self::try_connect(addr).await.unwrap()
+    }
+
+    pub async fn try_connect(addr: SocketAddr) -> io::Result<Self> {
+        Ok(Self {
+            reader: BufReader::new(TcpStream::connect(addr).await?),
+        })
     }
 
     pub async fn send(&mut self, raw: &str) {
