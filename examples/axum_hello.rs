@@ -34,6 +34,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     common::print_banner(
         &format!("axum_hello {}", version.to_str().unwrap_or("?")),
         listener.local_addr()?,
+        lifecycle.config(),
     );
     println!(
         "  try:   curl -i http://localhost:{}/slow?ms=3000   then Ctrl-C while it runs",

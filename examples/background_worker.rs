@@ -42,7 +42,11 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     });
 
     let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
-    common::print_banner("background_worker", listener.local_addr()?);
+    common::print_banner(
+        "background_worker",
+        listener.local_addr()?,
+        lifecycle.config(),
+    );
     println!("  try:   watch the jobs in the log, then Ctrl-C");
     let app = Router::new().route("/", get(|| async { "the worker runs in the background\n" }));
     let report = zdd::axum::serve(listener, app, lifecycle).await;

@@ -62,7 +62,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
     let port = listener.local_addr()?.port();
-    common::print_banner("cleanup_hooks", listener.local_addr()?);
+    common::print_banner("cleanup_hooks", listener.local_addr()?, lifecycle.config());
     println!("  try:   curl http://localhost:{port}/query &   then Ctrl-C");
     let app = Router::new()
         .route(

@@ -40,6 +40,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     common::print_banner(
         &format!("hyper_hello {}", version.to_str().unwrap_or("?")),
         listener.local_addr()?,
+        lifecycle.config(),
     );
     let app = tower::service_fn(move |request: Request<Incoming>| {
         let version = Arc::clone(&version);

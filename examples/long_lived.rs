@@ -37,7 +37,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     lifecycle.listen_for_signals()?;
     let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
     let port = listener.local_addr()?.port();
-    common::print_banner("long_lived", listener.local_addr()?);
+    common::print_banner("long_lived", listener.local_addr()?, lifecycle.config());
     println!(
         "  try:   curl -N http://localhost:{port}/events   and   websocat ws://localhost:{port}/ws"
     );

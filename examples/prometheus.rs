@@ -1,11 +1,15 @@
-//! zdd's metrics exported for Prometheus on `/metrics`, a route exempt from tracking and
-//! rejection, so scrapes keep answering while the service shuts down.
+//! zdd's metrics exported for Prometheus on `/metrics`.
+//!
+//! With an admin listener (`ZDD_ADMIN_ADDR`), `/metrics` is served there, in every phase
+//! until the report exists, so the drain's own metrics can be scraped while the public
+//! listener is closed. Without one, it is a public route exempt from tracking and rejection,
+//! answered while the public listener is open.
 //!
 //! ```sh
-//! cargo run --example prometheus
-//! curl localhost:3000/metrics         # zdd_phase 1, zdd_in_flight_requests, …
-//! curl localhost:3000/slow &          # then Ctrl-C, and scrape again during the 5 s propagation
-//! ZDD_PROPAGATION_DELAY=5s cargo run --example prometheus
+//! ZDD_ADMIN_ADDR=127.0.0.1:9000 ZDD_PROPAGATION_DELAY=5s cargo run --example prometheus
+//! curl localhost:9000/metrics         # zdd_phase 1, zdd_in_flight_requests, …
+//! curl localhost:3000/slow &          # then Ctrl-C, and scrape again during the drain
+//! cargo run --example prometheus      # no admin listener: curl localhost:3000/metrics
 //! ```
 
 #[path = "common/mod.rs"]
@@ -31,24 +35,33 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
     let port = listener.local_addr()?.port();
-    common::print_banner("prometheus", listener.local_addr()?);
-    println!("  metrics: curl http://localhost:{port}/metrics");
+    common::print_banner("prometheus", listener.local_addr()?, lifecycle.config());
+    let admin = lifecycle.config().admin_addr();
+    let metrics_port = admin.map_or(port, |admin| admin.port());
+    println!("  metrics: curl http://localhost:{metrics_port}/metrics");
 
-    let app = Router::new()
-        .route("/", get(|| async { "hello\n" }))
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_secs(3)).await;
-                "slow hello\n"
-            }),
-        )
-        .route(
+    let app = Router::new().route("/", get(|| async { "hello\n" })).route(
+        "/slow",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            "slow hello\n"
+        }),
+    );
+    let render = move || prometheus.render();
+    let app = match admin {
+        // On the admin listener only: the public port does not expose it.
+        Some(_) => app,
+        None => app.route(
             "/metrics",
-            get(move || std::future::ready(prometheus.render())),
-        );
+            get({
+                let render = render.clone();
+                move || std::future::ready(render())
+            }),
+        ),
+    };
     let report = zdd::axum::serve(listener, app, lifecycle)
         .layer(|layer| layer.exempt("/metrics"))
+        .admin(|admin| admin.metrics(render))
         .await;
     Ok(common::finish(&report))
 }

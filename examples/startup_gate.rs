@@ -60,7 +60,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
 
     let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
-    common::print_banner("startup_gate", listener.local_addr()?);
+    common::print_banner("startup_gate", listener.local_addr()?, lifecycle.config());
     let app = Router::new().route("/", get(|| async { "ready for business\n" }));
     let report = zdd::axum::serve(listener, app, lifecycle).await;
     Ok(common::finish(&report))

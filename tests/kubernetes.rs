@@ -1,15 +1,19 @@
 //! The Kubernetes recipes in `deploy/kubernetes/`: every manifest parses as its Kubernetes
-//! type with no unknown or misspelled field, the probes point at zdd's paths with settings
-//! that fit zdd, and zdd's configured timings fit each pod's grace period.
+//! type with no unknown or misspelled field, the probes point at zdd's paths on the admin
+//! port with settings that fit zdd, the preStop hook calls `/prestop` there, the container
+//! exposes that port, and zdd's configured timings fit each pod's grace period.
 
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
 };
 
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{Container, Probe, Service},
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        core::v1::{Container, HTTPGetAction, Probe, Service},
+    },
+    apimachinery::pkg::util::intstr::IntOrString,
 };
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -88,6 +92,49 @@ fn probe_path(probe: Option<&Probe>) -> Option<&str> {
     probe?.http_get.as_ref()?.path.as_deref()
 }
 
+/// The container port number an HTTP action's port names (by name or number).
+fn port_number(container: &Container, action: &HTTPGetAction) -> Option<i32> {
+    let ports = container.ports.iter().flatten();
+    match &action.port {
+        IntOrString::Int(number) => ports
+            .map(|p| p.container_port)
+            .find(|p| p == number),
+        IntOrString::String(name) => ports
+            .filter(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.container_port)
+            .next(),
+    }
+}
+
+/// Where an HTTP action goes, checked against the admin listener's port.
+fn check_admin_port(
+    container: &Container,
+    action: Option<&HTTPGetAction>,
+    what: &str,
+    admin_port: Option<u16>,
+    problems: &mut Vec<String>,
+) {
+    let Some(action) = action else {
+        problems.push(format!("{what}: not an httpGet"));
+        return;
+    };
+    let Some(admin_port) = admin_port else {
+        problems.push(format!("{what}: no ZDD_ADMIN_ADDR, so no admin port to use"));
+        return;
+    };
+    match port_number(container, action) {
+        Some(port) if i64::from(port) == i64::from(admin_port) => {}
+        Some(port) => problems.push(format!(
+            "{what}: port {:?} is {port}, not the admin port {admin_port}",
+            action.port
+        )),
+        None => problems.push(format!(
+            "{what}: port {:?} is not a port the container exposes",
+            action.port
+        )),
+    }
+}
+
 /// The problems of one Deployment's pod against zdd's rules.
 fn check_deployment(deployment: &Deployment) -> Vec<String> {
     let mut problems = Vec::new();
@@ -113,6 +160,7 @@ fn check_deployment(deployment: &Deployment) -> Vec<String> {
         Ok(config) => config,
         Err(error) => return vec![format!("zdd configuration: {error}")],
     };
+    let admin_port = config.admin_addr().map(|addr| addr.port());
     if config.grace_period().as_secs() > u64::try_from(grace).unwrap_or(0) {
         problems.push(format!(
             "ZDD_GRACE_PERIOD {:?} exceeds terminationGracePeriodSeconds {grace}",
@@ -130,6 +178,13 @@ fn check_deployment(deployment: &Deployment) -> Vec<String> {
                 probe_path(probe)
             ));
         }
+        check_admin_port(
+            container,
+            probe.and_then(|p| p.http_get.as_ref()),
+            &format!("probe for {path}"),
+            admin_port,
+            &mut problems,
+        );
         // zdd's checks time out at 800 ms; the probe must wait longer than that.
         if let Some(probe) = probe
             && probe.timeout_seconds.unwrap_or(1) < 1
@@ -139,16 +194,35 @@ fn check_deployment(deployment: &Deployment) -> Vec<String> {
             ));
         }
     }
+    // preStop: zdd's own endpoint on the admin port, with nothing waited before it.
+    let prestop = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.http_get.as_ref());
+    if prestop.and_then(|a| a.path.as_deref()) != Some("/prestop") {
+        problems.push(format!(
+            "preStop hook calls {:?}, not /prestop",
+            prestop.and_then(|a| a.path.as_deref())
+        ));
+    }
+    check_admin_port(container, prestop, "preStop hook", admin_port, &mut problems);
+    if !config.prestop_delay().is_zero() {
+        problems.push(format!(
+            "ZDD_PRESTOP_DELAY {:?} with the /prestop hook: the hook waits the propagation delay itself, nothing was waited before it",
+            config.prestop_delay()
+        ));
+    }
     // Kubelet must see readiness fail before the listener closes.
     if let Some(ready) = container.readiness_probe.as_ref() {
         let detection = u64::try_from(
             ready.period_seconds.unwrap_or(10) * ready.failure_threshold.unwrap_or(3),
         )
         .unwrap_or(u64::MAX);
-        if detection > config.propagation_delay().as_secs() {
+        let delay = config.propagation_delay_after(zdd::Trigger::PreStop);
+        if detection > delay.as_secs() {
             problems.push(format!(
-                "readiness needs up to {detection}s to fail, more than the propagation delay {:?}",
-                config.propagation_delay()
+                "readiness needs up to {detection}s to fail, more than the propagation delay {delay:?}"
             ));
         }
     }
@@ -244,6 +318,40 @@ fn the_checks_catch_a_typo_and_a_budget_that_does_not_fit() {
         [
             "zdd configuration: propagation 5s + drain 40s + force wait 1s + cleanup 3s + margin 1s = 50s exceeds grace period 30s"
         ]
+    );
+
+    // Probes and hook on the public port, and a preStop sleep counted twice.
+    let mut public = rolling.clone();
+    let container = &mut public["spec"]["template"]["spec"]["containers"][0];
+    container["readinessProbe"]["httpGet"]["port"] = Value::from("http");
+    container["lifecycle"]["preStop"]["httpGet"]["port"] = Value::from(3000);
+    container["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "ZDD_PRESTOP_DELAY", "value": "5s"}));
+    let problems = check_deployment(&strict::<Deployment>(&public).unwrap());
+    assert_eq!(
+        problems,
+        [
+            r#"probe for /health/ready: port String("http") is 3000, not the admin port 9000"#,
+            "preStop hook: port Int(3000) is 3000, not the admin port 9000",
+            "ZDD_PRESTOP_DELAY 5s with the /prestop hook: the hook waits the propagation delay itself, nothing was waited before it",
+        ]
+    );
+
+    // The admin port not exposed by the container.
+    let mut hidden = rolling.clone();
+    hidden["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|port| port["name"] != "admin");
+    let problems = check_deployment(&strict::<Deployment>(&hidden).unwrap());
+    assert_eq!(problems.len(), 4, "{problems:#?}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.ends_with(r#"port String("admin") is not a port the container exposes"#)),
+        "{problems:#?}"
     );
 
     let mut short_grace = rolling;

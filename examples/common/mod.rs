@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, process::ExitCode};
 
 use axum::{Router, http::HeaderValue};
-use zdd::ShutdownReport;
+use zdd::{Config, ShutdownReport};
 
 /// `APP_VERSION` (default `dev`), sent back as `X-Version` so load checkers can tell
 /// versions apart during a deploy.
@@ -48,13 +48,26 @@ pub(crate) fn port() -> Result<u16, String> {
     }
 }
 
-/// Prints where the server is and the probe URLs.
-pub(crate) fn print_banner(name: &str, addr: SocketAddr) {
+/// Prints where the server is and the probe URLs: on the admin listener when
+/// `ZDD_ADMIN_ADDR` configures one, with its preStop and maintenance endpoints.
+pub(crate) fn print_banner(name: &str, addr: SocketAddr, config: &Config) {
     println!("{name} listening on http://{addr}");
+    let probes_port = match config.admin_addr() {
+        Some(admin) => {
+            println!("  admin listening on http://{admin}");
+            admin.port()
+        }
+        None => addr.port(),
+    };
     for probe in ["live", "ready", "startup"] {
+        println!("  probe: curl -i http://localhost:{probes_port}/health/{probe}");
+    }
+    if config.admin_addr().is_some() {
         println!(
-            "  probe: curl -i http://localhost:{}/health/{probe}",
-            addr.port()
+            "  admin: curl -X POST http://localhost:{probes_port}/maintenance   (DELETE to end it)"
+        );
+        println!(
+            "  admin: curl http://localhost:{probes_port}/prestop   starts the shutdown, answers after the propagation delay"
         );
     }
 }

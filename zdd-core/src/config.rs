@@ -751,7 +751,10 @@ mod tests {
                 r#"ZDD_ADMIN_ADDR: invalid value "0.0.0.0:70000": expected an IP address and port, such as 0.0.0.0:9000 or [::]:9000"#,
             ),
             (
-                &[("ZDD_ADMIN_ADDR", "0.0.0.0:9000"), ("ZDD_PUBLIC_PROBES", "no")][..],
+                &[
+                    ("ZDD_ADMIN_ADDR", "0.0.0.0:9000"),
+                    ("ZDD_PUBLIC_PROBES", "no"),
+                ][..],
                 r#"ZDD_PUBLIC_PROBES: invalid value "no": expected true or false"#,
             ),
             (

@@ -170,15 +170,25 @@ async fn maintenance_holds_readiness_down_on_both_listeners_until_cleared() {
 
     assert_eq!(
         admin(&handle, Method::GET, "/maintenance").await,
-        (StatusCode::OK, r#"{"maintenance":false,"phase":"serving"}"#.to_owned())
+        (
+            StatusCode::OK,
+            r#"{"maintenance":false,"phase":"serving"}"#.to_owned()
+        )
     );
     for _ in 0..2 {
         // Idempotent.
         let (status, body) = admin(&handle, Method::POST, "/maintenance").await;
-        assert_eq!((status, body.as_str()), (StatusCode::OK, r#"{"maintenance":true,"phase":"serving"}"#));
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, r#"{"maintenance":true,"phase":"serving"}"#)
+        );
     }
     assert_eq!(ready_on_both(&handle, &public).await, [503, 503]);
-    assert_eq!(handle.phase(), Phase::Serving, "maintenance does not shut down");
+    assert_eq!(
+        handle.phase(),
+        Phase::Serving,
+        "maintenance does not shut down"
+    );
 
     for _ in 0..2 {
         assert_eq!(admin(&handle, Method::DELETE, "/maintenance").await.0, 200);
@@ -231,7 +241,12 @@ async fn metrics_are_rendered_only_when_a_renderer_is_given() {
     let (status, headers, body) = call(with_metrics.clone(), Method::GET, "/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(body, "zdd_phase 1\n");
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
     assert_eq!(call(with_metrics, Method::HEAD, "/metrics").await.0, 200);
 }
 
@@ -239,7 +254,14 @@ async fn metrics_are_rendered_only_when_a_renderer_is_given() {
 async fn unknown_paths_are_404_and_wrong_methods_405_with_allow_and_a_json_body() {
     let (handle, _sequence) = serving(Config::default()).await;
     let service = AdminService::new(handle.clone());
-    for path in ["/", "/health", "/prestop/", "/PRESTOP", "/maintenance?x", "/%00"] {
+    for path in [
+        "/",
+        "/health",
+        "/prestop/",
+        "/PRESTOP",
+        "/maintenance?x",
+        "/%00",
+    ] {
         let (status, headers, body) = call(service.clone(), Method::GET, path).await;
         if path == "/maintenance?x" {
             // The query is not part of the path.

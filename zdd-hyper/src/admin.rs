@@ -124,7 +124,12 @@ pub(crate) async fn run(listener: TcpListener, service: AdminService, stop: Canc
                 let _ = stream.set_nodelay(true);
                 let close = stop.child_token();
                 open.push_back(close.clone());
-                tokio::spawn(serve_connection(stream, service.clone().peer(peer), close, permit));
+                tokio::spawn(serve_connection(
+                    stream,
+                    service.clone().peer(peer),
+                    close,
+                    permit,
+                ));
             }
             Err(error) if is_connection_error(&error) => {}
             Err(error) => {

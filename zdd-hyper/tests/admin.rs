@@ -150,19 +150,44 @@ async fn state_changes_are_not_reachable_on_the_public_listener() {
         ("DELETE", "/maintenance"),
     ] {
         let answer = once(server.addr, method, path).await.unwrap();
-        assert_eq!((answer.status, answer.body.as_str()), (200, "ok"), "{method} {path}");
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (200, "ok"),
+            "{method} {path}"
+        );
     }
     assert_eq!(server.handle.phase(), Phase::Serving);
     assert!(!server.handle.is_marked_not_ready());
 
     // On the admin listener, maintenance flips readiness on both listeners.
     let ready = |addr| async move { once(addr, "GET", "/health/ready").await.unwrap().status };
-    assert_eq!(once(admin_addr, "POST", "/maintenance").await.unwrap().status, 200);
-    assert_eq!([ready(server.addr).await, ready(admin_addr).await], [503, 503]);
-    assert_eq!(once(admin_addr, "DELETE", "/maintenance").await.unwrap().status, 200);
-    assert_eq!([ready(server.addr).await, ready(admin_addr).await], [200, 200]);
+    assert_eq!(
+        once(admin_addr, "POST", "/maintenance")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        [ready(server.addr).await, ready(admin_addr).await],
+        [503, 503]
+    );
+    assert_eq!(
+        once(admin_addr, "DELETE", "/maintenance")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(
+        [ready(server.addr).await, ready(admin_addr).await],
+        [200, 200]
+    );
     let unknown = once(admin_addr, "GET", "/").await.unwrap();
-    assert_eq!((unknown.status, unknown.body.as_str()), (404, r#"{"error":"not found"}"#));
+    assert_eq!(
+        (unknown.status, unknown.body.as_str()),
+        (404, r#"{"error":"not found"}"#)
+    );
 
     server.handle.shutdown();
     assert!(server.report().await.is_graceful());
@@ -183,7 +208,10 @@ async fn the_configured_address_is_bound_and_public_probes_can_be_turned_off() {
     .expect("the admin listener was never bound");
     let on_admin = once(admin_addr, "GET", "/health/live").await.unwrap();
     assert_eq!(on_admin.status, 200);
-    assert_eq!(on_admin.header("content-type"), Some("application/health+json"));
+    assert_eq!(
+        on_admin.header("content-type"),
+        Some("application/health+json")
+    );
     // The public listener leaves the probe paths to the application.
     let on_public = once(server.addr, "GET", "/health/live").await.unwrap();
     assert_eq!((on_public.status, on_public.body.as_str()), (200, "ok"));
