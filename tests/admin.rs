@@ -108,7 +108,10 @@ async fn probes_answer_on_the_admin_port_through_a_long_drain_and_not_on_the_pub
     let mut reported_after = None;
     while reported_after.is_none() {
         // Whether the report existed before this round's probes were sent.
-        let reported = server.output().iter().any(|l| l.contains("shutdown complete"));
+        let reported = server
+            .output()
+            .iter()
+            .any(|l| l.contains("shutdown complete"));
         live.probe(admin, "/health/live").await;
         ready.probe(admin, "/health/ready").await;
         public.probe(port, "/health/live").await;
@@ -126,17 +129,25 @@ async fn probes_answer_on_the_admin_port_through_a_long_drain_and_not_on_the_pub
 
     println!(
         "probes on new connections during the drain (about 10 s): admin /health/live {}/{} answered, /health/ready {}/{} answered; public /health/live {}/{} answered, {} refused",
-        live.answered, live.sent, ready.answered, ready.sent, public.answered, public.sent, public.refused
+        live.answered,
+        live.sent,
+        ready.answered,
+        ready.sent,
+        public.answered,
+        public.sent,
+        public.refused
     );
     // The last round may have come after the report, when the admin listener closes.
     let before_report = (live.sent - 1) as usize;
     assert!(before_report >= 80, "too few rounds: {live:?}");
     assert!(
-        live.statuses.len() >= before_report && live.statuses[..before_report].iter().all(|s| *s == 200),
+        live.statuses.len() >= before_report
+            && live.statuses[..before_report].iter().all(|s| *s == 200),
         "liveness on the admin port: {live:?}"
     );
     assert!(
-        ready.statuses.len() >= before_report && ready.statuses[..before_report].iter().all(|s| *s == 503),
+        ready.statuses.len() >= before_report
+            && ready.statuses[..before_report].iter().all(|s| *s == 503),
         "readiness on the admin port: {ready:?}"
     );
     // Documented: without an admin listener, probes on new connections are refused once
@@ -149,7 +160,10 @@ async fn prestop_then_sigterm_waits_the_propagation_delay_once() {
     let (port, admin) = (free_port(), free_port());
     let env = admin_env(
         admin,
-        &[("ZDD_PROPAGATION_DELAY", "2s"), ("ZDD_DRAIN_TIMEOUT", "10s")],
+        &[
+            ("ZDD_PROPAGATION_DELAY", "2s"),
+            ("ZDD_DRAIN_TIMEOUT", "10s"),
+        ],
     );
     let server = start("axum_hello", port, &env);
     wait_for(admin, "/health/ready", 200).await;
@@ -161,7 +175,8 @@ async fn prestop_then_sigterm_waits_the_propagation_delay_once() {
     let waited = asked.elapsed();
     assert_eq!(status, 200, "{body}");
     assert!(
-        waited >= Duration::from_secs(2) && waited < Duration::from_secs(2) + Duration::from_millis(1500),
+        waited >= Duration::from_secs(2)
+            && waited < Duration::from_secs(2) + Duration::from_millis(1500),
         "the preStop answer came after {waited:?}, not after the 2 s propagation delay"
     );
     assert!(body.contains(r#""phase":"draining""#), "{body}");
@@ -182,9 +197,16 @@ async fn prestop_then_sigterm_waits_the_propagation_delay_once() {
     };
     assert_eq!(count("phase changed", "phase=\"unready\""), 1, "{printed}");
     assert_eq!(count("phase changed", "phase=\"draining\""), 1, "{printed}");
-    assert_eq!(count("shutdown triggered", "trigger=\"pre_stop\""), 1, "{printed}");
+    assert_eq!(
+        count("shutdown triggered", "trigger=\"pre_stop\""),
+        1,
+        "{printed}"
+    );
     assert_eq!(count("shutdown triggered", ""), 1, "{printed}");
-    assert!(printed.contains("preStop requested on the admin listener"), "{printed}");
+    assert!(
+        printed.contains("preStop requested on the admin listener"),
+        "{printed}"
+    );
     assert!(printed.contains("trigger pre_stop"), "report: {printed}");
     // The report's unready phase is the one propagation delay.
     let unready = exited
@@ -221,7 +243,10 @@ async fn prometheus_serves_metrics_on_the_admin_port_during_the_drain() {
     let (port, admin) = (free_port(), free_port());
     let env = admin_env(
         admin,
-        &[("ZDD_PROPAGATION_DELAY", "500ms"), ("ZDD_DRAIN_TIMEOUT", "10s")],
+        &[
+            ("ZDD_PROPAGATION_DELAY", "500ms"),
+            ("ZDD_DRAIN_TIMEOUT", "10s"),
+        ],
     );
     let server = start("prometheus", port, &env);
     wait_for(admin, "/health/ready", 200).await;
@@ -231,7 +256,10 @@ async fn prometheus_serves_metrics_on_the_admin_port_during_the_drain() {
     let slow = tokio::spawn(async move { request(port, "GET", "/slow").await });
     server.signal("TERM");
     server.printed("listener closed").await;
-    assert!(request(port, "GET", "/").await.is_err(), "the public listener is closed");
+    assert!(
+        request(port, "GET", "/").await.is_err(),
+        "the public listener is closed"
+    );
     let (status, metrics) = request(admin, "GET", "/metrics").await.unwrap();
     assert_eq!(status, 200);
     assert!(metrics.contains("zdd_phase 3"), "draining: {metrics}");
@@ -259,7 +287,9 @@ fn run_to_exit(name: &str, port: u16, env: &[(&str, String)]) -> (Option<i32>, S
         let _ = tx.send(child.wait_with_output());
     });
     let output = rx.recv_timeout(BOUND).unwrap_or_else(|_| {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
         panic!("{name} kept running with a bad admin setting");
     });
     let output = output.unwrap();
@@ -281,7 +311,9 @@ fn bad_admin_settings_stop_the_service_with_a_message_naming_them() {
     );
     assert_eq!(code, Some(2), "{output}");
     assert!(
-        output.contains(r#"ZDD_ADMIN_ADDR: invalid value "localhost:9000": expected an IP address and port"#),
+        output.contains(
+            r#"ZDD_ADMIN_ADDR: invalid value "localhost:9000": expected an IP address and port"#
+        ),
         "{output}"
     );
 
@@ -291,7 +323,10 @@ fn bad_admin_settings_stop_the_service_with_a_message_naming_them() {
         &[("ZDD_PUBLIC_PROBES", "false".to_owned())],
     );
     assert_eq!(code, Some(2), "{output}");
-    assert!(output.contains("ZDD_PUBLIC_PROBES=false needs ZDD_ADMIN_ADDR"), "{output}");
+    assert!(
+        output.contains("ZDD_PUBLIC_PROBES=false needs ZDD_ADMIN_ADDR"),
+        "{output}"
+    );
 
     // In use: the server stops before it ever turns ready.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -303,7 +338,9 @@ fn bad_admin_settings_stop_the_service_with_a_message_naming_them() {
     );
     assert_eq!(code, Some(1), "{output}");
     assert!(
-        output.contains(&format!("ZDD_ADMIN_ADDR={in_use}: cannot bind the admin listener")),
+        output.contains(&format!(
+            "ZDD_ADMIN_ADDR={in_use}: cannot bind the admin listener"
+        )),
         "{output}"
     );
     assert!(output.contains("trigger startup_failed"), "{output}");
@@ -316,5 +353,8 @@ fn bad_admin_settings_stop_the_service_with_a_message_naming_them() {
         &[("ZDD_ADMIN_ADDR", format!("127.0.0.1:{port}"))],
     );
     assert_eq!(code, Some(1), "{output}");
-    assert!(output.contains("is the public listener's address"), "{output}");
+    assert!(
+        output.contains("is the public listener's address"),
+        "{output}"
+    );
 }

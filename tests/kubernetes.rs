@@ -96,9 +96,7 @@ fn probe_path(probe: Option<&Probe>) -> Option<&str> {
 fn port_number(container: &Container, action: &HTTPGetAction) -> Option<i32> {
     let ports = container.ports.iter().flatten();
     match &action.port {
-        IntOrString::Int(number) => ports
-            .map(|p| p.container_port)
-            .find(|p| p == number),
+        IntOrString::Int(number) => ports.map(|p| p.container_port).find(|p| p == number),
         IntOrString::String(name) => ports
             .filter(|p| p.name.as_deref() == Some(name))
             .map(|p| p.container_port)
@@ -119,7 +117,9 @@ fn check_admin_port(
         return;
     };
     let Some(admin_port) = admin_port else {
-        problems.push(format!("{what}: no ZDD_ADMIN_ADDR, so no admin port to use"));
+        problems.push(format!(
+            "{what}: no ZDD_ADMIN_ADDR, so no admin port to use"
+        ));
         return;
     };
     match port_number(container, action) {
@@ -206,7 +206,13 @@ fn check_deployment(deployment: &Deployment) -> Vec<String> {
             prestop.and_then(|a| a.path.as_deref())
         ));
     }
-    check_admin_port(container, prestop, "preStop hook", admin_port, &mut problems);
+    check_admin_port(
+        container,
+        prestop,
+        "preStop hook",
+        admin_port,
+        &mut problems,
+    );
     if !config.prestop_delay().is_zero() {
         problems.push(format!(
             "ZDD_PRESTOP_DELAY {:?} with the /prestop hook: the hook waits the propagation delay itself, nothing was waited before it",

@@ -8,6 +8,9 @@
 //! recorded, not asserted. `cargo test --test rolling_update -- --nocapture` prints the
 //! table.
 //!
+//! A third run checks health on zdd's admin listener instead (`check port`, with
+//! `ZDD_PUBLIC_PROBES=false`), as the Kubernetes recipes do: the same promise holds.
+//!
 //! Needs HAProxy (`apt-get install haproxy`); skipped with a message when it is missing,
 //! mandatory under `.ci/run` (`ZDD_E2E_REQUIRED=1`).
 
@@ -33,14 +36,44 @@ struct Outcome {
     exits: Vec<Exited>,
 }
 
+/// Where the balancer checks health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Checks {
+    /// `/health/ready` on the traffic port.
+    Public,
+    /// `/health/ready` on each instance's admin listener; none on the traffic port.
+    Admin,
+}
+
 /// Replaces two `v1` instances of `server` by two `v2` ones, one at a time, behind HAProxy,
 /// under load.
-async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
+async fn rolling_update(mode: Mode, server: &str, checks: Checks) -> Option<Outcome> {
     let haproxy_bin = haproxy()?;
     let binary = example(server);
+    let admin_ports: Vec<u16> = match checks {
+        Checks::Public => Vec::new(),
+        Checks::Admin => (0..4).map(|_| free_port()).collect(),
+    };
+    let env = |i: usize| -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = ZDD_ENV
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        if let Some(admin) = admin_ports.get(i) {
+            env.push(("ZDD_ADMIN_ADDR".to_owned(), format!("127.0.0.1:{admin}")));
+            env.push(("ZDD_PUBLIC_PROBES".to_owned(), "false".to_owned()));
+        }
+        env
+    };
+    let start = |name: &str, version: &str, port: u16, i: usize| {
+        let env = env(i);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Instance::start(&binary, name, version, port, &env)
+    };
     let old: Vec<Instance> = ["old-1", "old-2"]
         .iter()
-        .map(|n| Instance::start(&binary, n, "v1", free_port(), ZDD_ENV))
+        .enumerate()
+        .map(|(i, n)| start(n, "v1", free_port(), i))
         .collect();
     let new_ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     let servers = [
@@ -49,7 +82,7 @@ async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
         ("new-1", new_ports[0], 100),
         ("new-2", new_ports[1], 100),
     ];
-    let haproxy = Haproxy::start(&haproxy_bin, mode, &servers);
+    let haproxy = Haproxy::start_checking(&haproxy_bin, mode, &servers, &admin_ports);
     haproxy.wait_until("old up, new down", |s| {
         s.get("old-1").is_some_and(|v| v == "UP")
             && s.get("old-2").is_some_and(|v| v == "UP")
@@ -63,12 +96,13 @@ async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
 
     let mut exits = Vec::new();
     let mut replacements = Vec::new();
-    for (old, (new_name, new_port)) in old
+    for (i, (old, (new_name, new_port))) in old
         .into_iter()
         .zip([("new-1", new_ports[0]), ("new-2", new_ports[1])])
+        .enumerate()
     {
         // The replacement starts on its own port with the new version and becomes ready.
-        replacements.push(Instance::start(&binary, new_name, "v2", new_port, ZDD_ENV));
+        replacements.push(start(new_name, "v2", new_port, 2 + i));
         haproxy.wait_for(new_name, "UP");
         let before = load.ok();
         until("the new instance takes traffic", || {
@@ -96,7 +130,7 @@ async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
     let checker = checker.stop();
     drop(replacements);
     println!(
-        "| rolling, {mode:?} mode | {server} | {} | {} | {:?} |",
+        "| rolling, {mode:?} mode, checks {checks:?} | {server} | {} | {} | {:?} |",
         tally.total(),
         tally.failed(),
         tally.failures()
@@ -114,24 +148,29 @@ async fn rolling_update(mode: Mode, server: &str) -> Option<Outcome> {
 
 /// Runs zdd and the baseline through the same rolling update and holds zdd to zero.
 async fn zdd_against_the_baseline(mode: Mode) {
-    let Some(Outcome {
-        tally,
-        checker,
-        exits,
-    }) = rolling_update(mode, "axum_hello").await
-    else {
+    let Some(outcome) = rolling_update(mode, "axum_hello", Checks::Public).await else {
         return;
     };
-    let baseline = rolling_update(mode, "baseline_axum_graceful")
+    let baseline = rolling_update(mode, "baseline_axum_graceful", Checks::Public)
         .await
         .expect("HAProxy was found above");
     eprintln!(
         "{mode:?} rolling update: zdd {} ok, failures {:?}; baseline {} ok, failures {:?}",
-        tally.ok(),
-        tally.failures(),
+        outcome.tally.ok(),
+        outcome.tally.failures(),
         baseline.tally.ok(),
         baseline.tally.failures()
     );
+    assert_nothing_failed(outcome);
+}
+
+/// Every old process left gracefully, and neither load generator saw a failure.
+fn assert_nothing_failed(outcome: Outcome) {
+    let Outcome {
+        tally,
+        checker,
+        exits,
+    } = outcome;
     assert_graceful_exits(&exits);
     assert_checker_clean(&checker);
     assert_eq!(
@@ -157,4 +196,17 @@ async fn rolling_update_behind_haproxy_http_mode_fails_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_update_behind_haproxy_tcp_mode_fails_nothing() {
     zdd_against_the_baseline(Mode::Tcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_with_health_checks_on_the_admin_port_fails_nothing() {
+    let Some(outcome) = rolling_update(Mode::Http, "axum_hello", Checks::Admin).await else {
+        return;
+    };
+    eprintln!(
+        "rolling update, checks on the admin port: {} ok, failures {:?}",
+        outcome.tally.ok(),
+        outcome.tally.failures()
+    );
+    assert_nothing_failed(outcome);
 }

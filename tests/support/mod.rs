@@ -387,6 +387,17 @@ impl Haproxy {
     /// Starts HAProxy in front of `servers`: (name, port, weight). A server of weight 0 is
     /// health-checked but gets no traffic until [`Haproxy::set_weight`] gives it some.
     pub fn start(binary: &Path, mode: Mode, servers: &[(&str, u16, u32)]) -> Self {
+        Self::start_checking(binary, mode, servers, &[])
+    }
+
+    /// As [`Haproxy::start`], health-checking server `i` on `check_ports[i]` (`check port`,
+    /// such as zdd's admin listener) instead of its traffic port, where given.
+    pub fn start_checking(
+        binary: &Path,
+        mode: Mode,
+        servers: &[(&str, u16, u32)],
+        check_ports: &[u16],
+    ) -> Self {
         let dir = TempDir::new();
         let port = free_port();
         let socket = dir.0.join("admin.sock");
@@ -403,9 +414,13 @@ impl Haproxy {
             inter = CHECK_INTERVAL.as_millis(),
             fall = CHECK_FALL,
         );
-        for (name, port, weight) in servers {
+        for (i, (name, port, weight)) in servers.iter().enumerate() {
+            let check_port = check_ports
+                .get(i)
+                .map(|port| format!(" port {port}"))
+                .unwrap_or_default();
             config.push_str(&format!(
-                "  server {name} 127.0.0.1:{port} check weight {weight}\n"
+                "  server {name} 127.0.0.1:{port} check{check_port} weight {weight}\n"
             ));
         }
         let config_path = dir.0.join("haproxy.cfg");
