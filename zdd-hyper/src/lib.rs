@@ -17,6 +17,11 @@
 //! not finish it after [`Serve::header_timeout`], and all of them at the drain deadline.
 //! An idle keep-alive connection is closed only after [`Serve::idle_timeout`].
 //!
+//! With an admin address configured (`ZDD_ADMIN_ADDR`), or a listener given to
+//! [`Serve::admin_listener`], the probes, `/metrics`, `/prestop` and `/maintenance` are
+//! also served on an admin listener that stays open in every phase until the report exists
+//! and whose connections are never work to drain; see [`Serve::admin`].
+//!
 //! # Examples
 //!
 //! ```no_run
