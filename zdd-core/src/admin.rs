@@ -74,10 +74,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use tokio::time::Instant;
 
-use crate::{
-    LifecycleHandle, Probe, ProbePaths, Trigger,
-    health::respond,
-};
+use crate::{LifecycleHandle, Probe, ProbePaths, Trigger, health::respond};
 
 /// The path that starts the sequence for a preStop hook.
 pub const PRESTOP_PATH: &str = "/prestop";
