@@ -220,3 +220,55 @@ fn a_network_listener_without_a_propagation_delay_is_warned_about_once() {
         assert!(warnings.is_empty(), "{case}: {warnings:#?}");
     }
 }
+
+#[cfg(feature = "tower")]
+#[tokio::test(start_paused = true)]
+async fn admin_state_changes_are_logged_with_the_caller_s_address() {
+    use tower::ServiceExt;
+
+    let (capture, subscriber) = capturing(tracing::Level::INFO);
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let lifecycle = Lifecycle::new(Config::default());
+    let admin =
+        zdd_core::AdminService::new(lifecycle.handle()).peer("10.1.2.3:41000".parse().unwrap());
+    let call = |method: http::Method, path: &str| {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap();
+        admin.clone().oneshot(request)
+    };
+    call(http::Method::POST, "/maintenance").await.unwrap();
+    call(http::Method::POST, "/maintenance").await.unwrap();
+    call(http::Method::DELETE, "/maintenance").await.unwrap();
+    let sequence = tokio::spawn(lifecycle.run());
+    call(http::Method::GET, "/prestop").await.unwrap();
+    sequence.await.unwrap();
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let toggles: Vec<_> = logs
+        .lines()
+        .filter(|l| l.contains("maintenance toggled on the admin listener"))
+        .collect();
+    assert_eq!(toggles.len(), 3, "{logs}");
+    for (line, (on, changed)) in toggles
+        .iter()
+        .zip([(true, true), (true, false), (false, true)])
+    {
+        assert!(line.contains("peer=10.1.2.3:41000"), "{line}");
+        assert!(
+            line.contains(&format!("maintenance={on} changed={changed}")),
+            "{line}"
+        );
+    }
+    let prestop = logs
+        .lines()
+        .find(|l| l.contains("preStop requested on the admin listener"))
+        .unwrap_or_else(|| panic!("{logs}"));
+    assert!(
+        prestop.contains("peer=10.1.2.3:41000") && prestop.contains("first=true"),
+        "{prestop}"
+    );
+}

@@ -193,9 +193,9 @@ impl<L, S> Serve<L, S> {
     ///
     /// The admin listener answers the probes, `/metrics`, `/prestop` and `/maintenance`
     /// (see [`AdminService`]) over HTTP/1.1, in every phase until the report exists: it is
-    /// closed last. Its connections are never counted as work to drain, at most 64 are
-    /// served at once, and one whose request head takes longer than 5 s, or that stays
-    /// idle that long, is closed.
+    /// closed last. Its connections are never counted as work to drain; at most 64 are
+    /// open at once (a new one past that closes the oldest, at once if it is idle), and one
+    /// whose request head takes longer than 5 s, or that stays idle that long, is closed.
     ///
     /// When the configured address cannot be bound (in use, the public listener's own), the
     /// server does not start: the error is logged, the service never turns ready, and the
