@@ -30,7 +30,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut lifecycle = Lifecycle::new(Config::from_env()?);
     lifecycle.listen_for_signals()?;
 
-    let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
+    let listener = zdd::listen(([0, 0, 0, 0], common::port()?).into(), lifecycle.config())?;
     common::print_banner(
         &format!("axum_hello {}", version.to_str().unwrap_or("?")),
         listener.local_addr()?,

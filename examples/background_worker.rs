@@ -41,7 +41,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         tracing::info!(jobs_done = job, "worker stopping");
     });
 
-    let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
+    let listener = zdd::listen(([0, 0, 0, 0], common::port()?).into(), lifecycle.config())?;
     common::print_banner(
         "background_worker",
         listener.local_addr()?,

@@ -34,6 +34,18 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
 
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
+        .route(
+            "/slow",
+            get(
+                |axum::extract::Query(query): axum::extract::Query<
+                    std::collections::HashMap<String, u64>,
+                >| async move {
+                    let ms = query.get("ms").copied().unwrap_or(1_000).min(60_000);
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    "slow hello\n"
+                },
+            ),
+        )
         .route("/health/ready", get(|| async { "ok" }));
     axum::serve(listener, common::with_version(app, version))
         .with_graceful_shutdown(async move {

@@ -60,7 +60,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         tracing::info!("flushing telemetry");
     });
 
-    let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
+    let listener = zdd::listen(([0, 0, 0, 0], common::port()?).into(), lifecycle.config())?;
     let port = listener.local_addr()?.port();
     common::print_banner("cleanup_hooks", listener.local_addr()?, lifecycle.config());
     println!("  try:   curl http://localhost:{port}/query &   then Ctrl-C");

@@ -36,7 +36,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
             tracing::info!("cleanup hook ran after the last connection closed");
         });
 
-    let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
+    let listener = zdd::listen(([0, 0, 0, 0], common::port()?).into(), lifecycle.config())?;
     common::print_banner(
         &format!("hyper_hello {}", version.to_str().unwrap_or("?")),
         listener.local_addr()?,

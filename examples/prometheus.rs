@@ -33,7 +33,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut lifecycle = Lifecycle::new(Config::from_env()?);
     lifecycle.listen_for_signals()?;
 
-    let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
+    let listener = zdd::listen(([0, 0, 0, 0], common::port()?).into(), lifecycle.config())?;
     let port = listener.local_addr()?.port();
     common::print_banner("prometheus", listener.local_addr()?, lifecycle.config());
     let admin = lifecycle.config().admin_addr();

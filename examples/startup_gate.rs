@@ -59,7 +59,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .cache_for(Duration::from_secs(1)),
     );
 
-    let listener = zdd::bind(([0, 0, 0, 0], common::port()?).into())?;
+    let listener = zdd::listen(([0, 0, 0, 0], common::port()?).into(), lifecycle.config())?;
     common::print_banner("startup_gate", listener.local_addr()?, lifecycle.config());
     let app = Router::new().route("/", get(|| async { "ready for business\n" }));
     let report = zdd::axum::serve(listener, app, lifecycle).await;

@@ -63,7 +63,7 @@ pub use zdd_core::*;
 #[cfg(feature = "hyper")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 #[doc(inline)]
-pub use zdd_hyper::{HttpService, Listener, Serve, ServeFuture, bind, serve};
+pub use zdd_hyper::{HttpService, Listener, Serve, ServeFuture, bind, listen, serve};
 
 /// Serving an axum `Router`; see `zdd-axum`.
 #[cfg(feature = "axum")]

@@ -7,9 +7,15 @@ use axum::{Router, http::HeaderValue};
 use zdd::{Config, ShutdownReport};
 
 /// `APP_VERSION` (default `dev`), sent back as `X-Version` so load checkers can tell
-/// versions apart during a deploy.
+/// versions apart during a deploy. `APP_VERSION_FILE` names a file to read it from
+/// instead: an in-place upgrade keeps the environment, so a new version comes that way.
 pub(crate) fn app_version() -> Result<HeaderValue, String> {
-    let version = std::env::var("APP_VERSION").unwrap_or_else(|_| "dev".to_owned());
+    let version = match std::env::var_os("APP_VERSION_FILE") {
+        Some(path) => std::fs::read_to_string(&path)
+            .map(|version| version.trim().to_owned())
+            .map_err(|e| format!("APP_VERSION_FILE {}: {e}", path.to_string_lossy()))?,
+        None => std::env::var("APP_VERSION").unwrap_or_else(|_| "dev".to_owned()),
+    };
     HeaderValue::from_str(&version)
         .map_err(|_| format!("APP_VERSION: not a valid header value: {version:?}"))
 }

@@ -238,6 +238,32 @@ impl Instance {
         Self::start_command(command, name, version, port, env)
     }
 
+    /// Starts `binary` with `sockets` at descriptors 3, 4, … and `LISTEN_FDS`, as a
+    /// service manager's socket activation does (without `LISTEN_PID`, which a launcher
+    /// cannot know before the process starts).
+    pub fn start_with_sockets(
+        binary: &Path,
+        sockets: Vec<std::os::fd::OwnedFd>,
+        name: &str,
+        version: &str,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Self {
+        use command_fds::{CommandFdExt, FdMapping};
+        let mut command = Command::new(binary);
+        command.env("LISTEN_FDS", sockets.len().to_string());
+        let mappings = sockets
+            .into_iter()
+            .enumerate()
+            .map(|(i, parent_fd)| FdMapping {
+                parent_fd,
+                child_fd: 3 + i32::try_from(i).unwrap(),
+            })
+            .collect();
+        command.fd_mappings(mappings).unwrap();
+        Self::start_command(command, name, version, port, env)
+    }
+
     fn start_command(
         mut command: Command,
         name: &str,
@@ -291,6 +317,52 @@ impl Instance {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("still running")
+    }
+
+    /// Waits (bounded) for the process to exit and returns its exit code, while its output
+    /// keeps being read: processes it started (an upgrade's new process) may still write to
+    /// the same pipes.
+    pub fn wait_for_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("still running");
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not exit within {BOUND:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits (bounded, real time) until the output has `count` lines containing `needle`;
+    /// returns them.
+    pub async fn printed_times(&self, needle: &str, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            let found: Vec<String> = self
+                .output()
+                .into_iter()
+                .filter(|line| line.contains(needle))
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} printed {needle:?} {} times, not {count}",
+                self.name,
+                found.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Waits for the process to exit; its exit code and how long that took.
@@ -512,10 +584,10 @@ impl Drop for Haproxy {
     }
 }
 
-pub struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let dir =
             std::env::temp_dir().join(format!("zdd-e2e-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -532,6 +604,35 @@ impl Drop for TempDir {
 /// Keep-alive HTTP/1.1 load on `port` from `concurrency` clients until stopped: zdd-check's
 /// own load generator, so the end-to-end tests and the tool count failures the same way.
 /// Requests are never retried: every failure counts.
+/// Waits (bounded, real time) until the process `pid`, which is not this test's child, is
+/// gone (a zombie counts as gone: only its parent could reap it).
+pub async fn gone(pid: u32) {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        if stat.is_empty() || state == Some("Z") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} still runs");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends `signal` to the process `pid`.
+pub fn kill(signal: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
 pub fn load(port: u16, concurrency: usize) -> zdd_check::Load {
     let url = format!("http://127.0.0.1:{port}/").parse().unwrap();
     zdd_check::Load::start(zdd_check::Plan::new(url).concurrency(concurrency))

@@ -30,6 +30,14 @@
 //! | the admin listener's address, such as `0.0.0.0:9000` | `ZDD_ADMIN_ADDR` | none: no admin listener |
 //! | whether the public listeners answer the probes too | `ZDD_PUBLIC_PROBES` | `true` |
 //!
+//! In-place restarts (see `zdd-hyper`'s `listen` and `Serve`):
+//!
+//! | setting | env | default |
+//! |---|---|---|
+//! | bind with `SO_REUSEPORT`, so a replacement can bind the same port | `ZDD_REUSE_PORT` | `false` |
+//! | `SIGHUP` starts an upgrade to the binary at the same path | `ZDD_UPGRADE_ON_SIGHUP` | `true` |
+//! | how long the new process may take to be ready | `ZDD_UPGRADE_TIMEOUT` | 30 s |
+//!
 //! Durations are human-readable (`500ms`, `5s`, `1m`, `1m 30s`). [`ConfigBuilder::build`]
 //! fails with a [`ConfigError`] naming the setting when a value is malformed or negative,
 //! when a connection bound is zero, when the first-byte timeout is longer than the
@@ -94,6 +102,12 @@ pub const ENV_WEBSOCKET_CLOSE_TIMEOUT: &str = "ZDD_WEBSOCKET_CLOSE_TIMEOUT";
 pub const ENV_ADMIN_ADDR: &str = "ZDD_ADMIN_ADDR";
 /// Environment variable for whether the public listeners answer the probes.
 pub const ENV_PUBLIC_PROBES: &str = "ZDD_PUBLIC_PROBES";
+/// Environment variable for binding listeners with `SO_REUSEPORT`.
+pub const ENV_REUSE_PORT: &str = "ZDD_REUSE_PORT";
+/// Environment variable for whether `SIGHUP` starts an in-place upgrade.
+pub const ENV_UPGRADE_ON_SIGHUP: &str = "ZDD_UPGRADE_ON_SIGHUP";
+/// Environment variable for how long a new process may take to be ready in an upgrade.
+pub const ENV_UPGRADE_TIMEOUT: &str = "ZDD_UPGRADE_TIMEOUT";
 /// Set by Kubernetes in every container; its presence selects the Kubernetes defaults.
 pub const ENV_KUBERNETES_SERVICE_HOST: &str = "KUBERNETES_SERVICE_HOST";
 
@@ -108,6 +122,7 @@ const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(620);
 const DEFAULT_WEBSOCKET_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a second `SIGTERM` does.
 ///
@@ -146,6 +161,9 @@ pub struct Config {
     second_sigterm: SecondSigterm,
     admin_addr: Option<SocketAddr>,
     public_probes: bool,
+    reuse_port: bool,
+    upgrade_on_sighup: bool,
+    upgrade_timeout: Duration,
 }
 
 impl Config {
@@ -174,7 +192,8 @@ impl Config {
 
     /// How long the sequence keeps accepting after `trigger` turned it unready.
     ///
-    /// A signal comes after a preStop hook that may already have waited
+    /// An [`Trigger::Upgrade`] waits nothing: the new process already accepts on the same
+    /// sockets, so there is no load balancer to tell. A signal comes after a preStop hook that may already have waited
     /// ([`Config::prestop_delay`]), so it gets [`Config::propagation_delay`], the rest. A
     /// [`Trigger::PreStop`] comes from the hook itself (the admin listener's `/prestop`),
     /// before anything was waited: it gets the whole delay, and the signal that follows the
@@ -184,6 +203,7 @@ impl Config {
     pub fn propagation_delay_after(&self, trigger: Trigger) -> Duration {
         match trigger {
             Trigger::PreStop => self.propagation_delay,
+            Trigger::Upgrade => Duration::ZERO,
             _ => self.propagation_delay(),
         }
     }
@@ -283,6 +303,27 @@ impl Config {
     pub fn public_probes(&self) -> bool {
         self.public_probes
     }
+
+    /// Whether listeners that zdd binds itself set `SO_REUSEPORT`, so a replacement process
+    /// can bind the same port while this one drains. Off by default: two unrelated servers
+    /// would silently share a port.
+    #[must_use]
+    pub fn reuse_port(&self) -> bool {
+        self.reuse_port
+    }
+
+    /// Whether `SIGHUP` starts an in-place upgrade (with the `signal` feature). Default on.
+    #[must_use]
+    pub fn upgrade_on_sighup(&self) -> bool {
+        self.upgrade_on_sighup
+    }
+
+    /// How long the new process of an in-place upgrade may take to be ready before the
+    /// upgrade is abandoned (the new process stopped, this one serving on).
+    #[must_use]
+    pub fn upgrade_timeout(&self) -> Duration {
+        self.upgrade_timeout
+    }
 }
 
 impl Default for Config {
@@ -315,6 +356,9 @@ pub struct ConfigBuilder {
     in_kubernetes: Option<bool>,
     admin_addr: Option<SocketAddr>,
     public_probes: Option<bool>,
+    reuse_port: Option<bool>,
+    upgrade_on_sighup: Option<bool>,
+    upgrade_timeout: Option<Duration>,
 }
 
 impl ConfigBuilder {
@@ -457,6 +501,30 @@ impl ConfigBuilder {
         self
     }
 
+    /// Whether listeners zdd binds itself set `SO_REUSEPORT`, so a replacement process can
+    /// bind the same port while this one drains (an in-place restart without a balancer).
+    /// Default is `false`: two unrelated servers would silently share a port.
+    #[must_use]
+    pub fn reuse_port(mut self, reuse: bool) -> Self {
+        self.reuse_port = Some(reuse);
+        self
+    }
+
+    /// Whether `SIGHUP` starts an in-place upgrade. Default is `true`.
+    #[must_use]
+    pub fn upgrade_on_sighup(mut self, upgrade: bool) -> Self {
+        self.upgrade_on_sighup = Some(upgrade);
+        self
+    }
+
+    /// How long the new process of an in-place upgrade may take to report ready. Default is
+    /// 30 s.
+    #[must_use]
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
+        self.upgrade_timeout = Some(timeout);
+        self
+    }
+
     /// Applies the `ZDD_*` variables of the process environment (and detects Kubernetes).
     ///
     /// # Errors
@@ -518,6 +586,7 @@ impl ConfigBuilder {
                 ENV_WEBSOCKET_CLOSE_TIMEOUT,
                 &mut self.websocket_close_timeout,
             ),
+            (ENV_UPGRADE_TIMEOUT, &mut self.upgrade_timeout),
         ] {
             if let Some(d) = read(key)? {
                 *slot = Some(d);
@@ -528,6 +597,12 @@ impl ConfigBuilder {
         }
         if let Some(value) = lookup(ENV_PUBLIC_PROBES) {
             self.public_probes = Some(parse_bool(ENV_PUBLIC_PROBES, &value)?);
+        }
+        if let Some(value) = lookup(ENV_REUSE_PORT) {
+            self.reuse_port = Some(parse_bool(ENV_REUSE_PORT, &value)?);
+        }
+        if let Some(value) = lookup(ENV_UPGRADE_ON_SIGHUP) {
+            self.upgrade_on_sighup = Some(parse_bool(ENV_UPGRADE_ON_SIGHUP, &value)?);
         }
         if self.in_kubernetes.is_none() {
             self.in_kubernetes = Some(lookup(ENV_KUBERNETES_SERVICE_HOST).is_some());
@@ -574,6 +649,9 @@ impl ConfigBuilder {
             second_sigterm: self.second_sigterm,
             admin_addr: self.admin_addr,
             public_probes: self.public_probes.unwrap_or(true),
+            reuse_port: self.reuse_port.unwrap_or(false),
+            upgrade_on_sighup: self.upgrade_on_sighup.unwrap_or(true),
+            upgrade_timeout: self.upgrade_timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT),
         };
         if !config.public_probes && config.admin_addr.is_none() {
             return Err(ConfigError::needs(
@@ -618,6 +696,7 @@ impl Config {
             (ENV_FIRST_REQUEST_TIMEOUT, self.first_request_timeout),
             (ENV_HEADER_TIMEOUT, self.header_timeout),
             (ENV_IDLE_TIMEOUT, self.idle_timeout),
+            (ENV_UPGRADE_TIMEOUT, self.upgrade_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::zero(setting));
@@ -649,6 +728,9 @@ fn env_name(key: &str) -> &'static str {
         ENV_WEBSOCKET_CLOSE_TIMEOUT,
         ENV_ADMIN_ADDR,
         ENV_PUBLIC_PROBES,
+        ENV_REUSE_PORT,
+        ENV_UPGRADE_ON_SIGHUP,
+        ENV_UPGRADE_TIMEOUT,
         ENV_KUBERNETES_SERVICE_HOST,
     ]
     .into_iter()
@@ -733,6 +815,39 @@ mod tests {
         assert!(!config.public_probes());
         let v6 = from_table(&[("ZDD_ADMIN_ADDR", "[::1]:9000")]).unwrap();
         assert_eq!(v6.admin_addr(), Some("[::1]:9000".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_restart_settings_come_from_the_environment() {
+        let config = from_table(&[]).unwrap();
+        assert!(!config.reuse_port());
+        assert!(config.upgrade_on_sighup());
+        assert_eq!(config.upgrade_timeout(), Duration::from_secs(30));
+        let config = from_table(&[
+            ("ZDD_REUSE_PORT", "true"),
+            ("ZDD_UPGRADE_ON_SIGHUP", "false"),
+            ("ZDD_UPGRADE_TIMEOUT", "5s"),
+        ])
+        .unwrap();
+        assert!(config.reuse_port());
+        assert!(!config.upgrade_on_sighup());
+        assert_eq!(config.upgrade_timeout(), Duration::from_secs(5));
+        for (table, message) in [
+            (
+                ("ZDD_REUSE_PORT", "yes"),
+                r#"ZDD_REUSE_PORT: invalid value "yes": expected true or false"#,
+            ),
+            (
+                ("ZDD_UPGRADE_ON_SIGHUP", "1"),
+                r#"ZDD_UPGRADE_ON_SIGHUP: invalid value "1": expected true or false"#,
+            ),
+            (
+                ("ZDD_UPGRADE_TIMEOUT", "0s"),
+                "ZDD_UPGRADE_TIMEOUT: must be longer than 0",
+            ),
+        ] {
+            assert_eq!(from_table(&[table]).unwrap_err().to_string(), message);
+        }
     }
 
     #[test]

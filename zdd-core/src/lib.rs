@@ -79,12 +79,14 @@ pub mod hooks;
 pub mod lifecycle;
 mod machine;
 pub mod metrics;
+mod notify;
 pub mod phase;
 mod report;
 mod sequence;
 mod shared;
 pub mod stream;
 pub mod tracker;
+pub mod upgrade;
 
 cfg_tower! {
     pub mod admin;
@@ -111,6 +113,7 @@ pub use self::{
     report::{ForceReason, ShutdownReport},
     stream::UntilDraining,
     tracker::Protocol,
+    upgrade::UpgradeRequests,
 };
 
 cfg_tower! {

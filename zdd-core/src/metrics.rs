@@ -18,6 +18,7 @@
 //! | `zdd_late_requests_rejected_total` | counter | | late requests answered 503 during the drain |
 //! | `zdd_health_check_status` | gauge | `probe`, `check` | 1 pass, 0.5 warn, 0 fail |
 //! | `zdd_health_check_duration_seconds` | histogram | `probe`, `check` | each check run's duration |
+//! | `zdd_upgrades_total` | counter | `outcome` (`succeeded`, `failed`) | in-place upgrades to a new process |
 //!
 //! Without the feature, every function here compiles to nothing.
 
@@ -55,6 +56,10 @@ mod enabled {
     }
 
     #[cfg(feature = "tower")]
+    pub(crate) fn upgrade(outcome: &'static str) {
+        counter!("zdd_upgrades_total", "outcome" => outcome).increment(1);
+    }
+
     pub(crate) fn late_request_rejected() {
         counter!("zdd_late_requests_rejected_total").increment(1);
     }
@@ -89,6 +94,7 @@ mod disabled {
     pub(crate) fn forced_close(_: &'static str) {}
     #[cfg(feature = "tower")]
     pub(crate) fn late_request_rejected() {}
+    pub(crate) fn upgrade(_: &'static str) {}
     pub(crate) fn check_result(_: &'static str, _: &str, _: f64, _: Duration) {}
     pub(crate) fn sample(_: &Work) {}
 }

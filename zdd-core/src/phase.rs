@@ -127,6 +127,10 @@ pub enum Trigger {
     /// The propagation delay is then waited in full (see
     /// [`Config::propagation_delay_after`](crate::Config::propagation_delay_after)).
     PreStop,
+    /// A new process took over the listening sockets and is ready (an in-place upgrade,
+    /// [`LifecycleHandle::upgrade`](crate::LifecycleHandle::upgrade)): this one drains with
+    /// no propagation delay, since no load balancer has anything to notice.
+    Upgrade,
     /// The server could not start (for example, its admin listener could not be bound):
     /// [`LifecycleHandle::fail_startup`](crate::LifecycleHandle::fail_startup). The service
     /// never turned ready, and the report is not graceful.
@@ -143,6 +147,7 @@ impl Trigger {
             Self::Programmatic => "programmatic",
             Self::Future => "future",
             Self::PreStop => "pre_stop",
+            Self::Upgrade => "upgrade",
             Self::StartupFailed => "startup_failed",
         }
     }

@@ -48,6 +48,7 @@ pub struct ShutdownReport {
     pub(crate) left_open: usize,
     pub(crate) tasks_unfinished: usize,
     pub(crate) hooks: Vec<HookReport>,
+    pub(crate) upgrades_failed: u64,
 }
 
 impl ShutdownReport {
@@ -128,6 +129,14 @@ impl ShutdownReport {
         &self.hooks
     }
 
+    /// In-place upgrades that did not take over (the new process exited or was not ready in
+    /// time) during the lifecycle. They leave the service serving, so they do not make the
+    /// shutdown less graceful.
+    #[must_use]
+    pub fn upgrades_failed(&self) -> u64 {
+        self.upgrades_failed
+    }
+
     /// Whether nothing was forced, left open or unfinished, and every hook completed.
     #[must_use]
     pub fn is_graceful(&self) -> bool {
@@ -186,6 +195,9 @@ impl fmt::Display for ShutdownReport {
                 "  background tasks unfinished: {}",
                 self.tasks_unfinished
             )?;
+        }
+        if self.upgrades_failed > 0 {
+            writeln!(f, "  upgrades failed: {}", self.upgrades_failed)?;
         }
         for hook in &self.hooks {
             writeln!(

@@ -114,6 +114,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
         left_open,
         tasks_unfinished,
         hooks,
+        upgrades_failed: shared.upgrades().failed(),
     };
     info!(
         graceful = report.is_graceful(),

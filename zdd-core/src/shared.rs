@@ -17,6 +17,7 @@ use crate::{
     hooks::Hook,
     machine::{Machine, Transition},
     tracker::Work,
+    upgrade::{Refused, Upgrades},
 };
 
 /// The owners behind one lifecycle, held in one `Arc` by the controller, its handles and
@@ -27,6 +28,7 @@ pub(crate) struct Shared {
     work: Work,
     health: Health,
     hooks: Mutex<Vec<Hook>>,
+    upgrades: Upgrades,
     /// Set once the missing-propagation-delay warning was logged.
     warned_no_delay: AtomicBool,
 }
@@ -39,6 +41,7 @@ impl Shared {
             work: Work::new(),
             health: Health::default(),
             hooks: Mutex::new(Vec::new()),
+            upgrades: Upgrades::default(),
             warned_no_delay: AtomicBool::new(false),
         }
     }
@@ -59,6 +62,46 @@ impl Shared {
 
     pub(crate) fn health(&self) -> &Health {
         &self.health
+    }
+
+    pub(crate) fn upgrades(&self) -> &Upgrades {
+        &self.upgrades
+    }
+
+    /// Asks the server for an in-place upgrade; logs why when it cannot start one. Returns
+    /// whether it started.
+    pub(crate) fn request_upgrade(&self, by: &'static str) -> bool {
+        let phase = self.machine.phase();
+        let refused = if phase.is_shutting_down() {
+            Err(Refused::ShuttingDown)
+        } else {
+            self.upgrades.request()
+        };
+        match refused {
+            Ok(()) => {
+                info!(by, "upgrade requested");
+                true
+            }
+            Err(Refused::InProgress) => {
+                warn!(by, "upgrade requested while one is in progress; ignored");
+                false
+            }
+            Err(Refused::ShuttingDown) => {
+                warn!(
+                    by,
+                    phase = phase.as_str(),
+                    "upgrade requested while shutting down; ignored"
+                );
+                false
+            }
+            Err(Refused::NoServer) => {
+                warn!(
+                    by,
+                    "upgrade requested, but no server here can hand its listeners over; ignored"
+                );
+                false
+            }
+        }
     }
 
     /// Adds a cleanup hook.
@@ -152,6 +195,7 @@ impl std::fmt::Debug for Shared {
             work,
             health,
             hooks,
+            upgrades,
             warned_no_delay: _,
         } = self;
         let hooks = hooks.lock().map_or(0, |hooks| hooks.len());
@@ -161,6 +205,7 @@ impl std::fmt::Debug for Shared {
             .field("work", work)
             .field("health", health)
             .field("hooks", &hooks)
+            .field("upgrades", upgrades)
             .finish()
     }
 }

@@ -1,5 +1,7 @@
 //! OS signals: `SIGTERM` and `SIGINT` start the sequence, a second `SIGINT` forces, and
-//! further signals end the process only when its runtime is wedged.
+//! further signals end the process only when its runtime is wedged. `SIGHUP` asks for an
+//! in-place upgrade (unless [`Config::upgrade_on_sighup`](crate::Config::upgrade_on_sighup)
+//! is off); it never counts towards shutdown.
 //!
 //! Signals are read on a dedicated thread (signal-hook's iterator), not on the async runtime,
 //! so they are seen even when every runtime worker is blocked. On every signal after the
@@ -31,7 +33,7 @@ use std::{
 
 use signal_hook::{
     SigId,
-    consts::{SIGINT, SIGTERM},
+    consts::{SIGHUP, SIGINT, SIGTERM},
     flag,
     iterator::{Handle, Signals},
     low_level,
@@ -209,6 +211,9 @@ impl SignalListener {
             )?);
         }
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        if shared.config().upgrade_on_sighup() {
+            signals.add_signal(SIGHUP)?;
+        }
         let control = signals.handle();
         let lifecycle = Arc::downgrade(shared);
         let probe = Probe::new(tokio::runtime::Handle::try_current().ok());
@@ -218,6 +223,13 @@ impl SignalListener {
             .name("zdd-signals".to_owned())
             .spawn(move || {
                 for raw in signals.forever() {
+                    if raw == SIGHUP {
+                        // An upgrade request, not a step towards shutdown.
+                        if let Some(shared) = lifecycle.upgrade() {
+                            shared.request_upgrade("sighup");
+                        }
+                        continue;
+                    }
                     let signal = Signal::from_raw(raw);
                     let action = counter.on_signal(signal);
                     let Some(shared) = lifecycle.upgrade() else {

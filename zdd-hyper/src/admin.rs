@@ -58,8 +58,8 @@ impl fmt::Display for AdminError {
     }
 }
 
-/// The admin listener to serve: the one given, else one bound at the configured address,
-/// else none.
+/// The admin listener to serve: the one given, else the configured address's (inherited
+/// in an upgrade, or bound), else none.
 pub(crate) fn open(
     given: Option<TcpListener>,
     config: &Config,
@@ -74,7 +74,7 @@ pub(crate) fn open(
     if public.is_some_and(|public| overlaps(addr, public)) {
         return Err(AdminError::SameAsPublic { addr });
     }
-    crate::bind(addr)
+    crate::listen(addr, config)
         .map(Some)
         .map_err(|error| AdminError::Bind { addr, error })
 }

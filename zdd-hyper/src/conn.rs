@@ -44,6 +44,14 @@ impl From<&zdd_core::Config> for Deadlines {
     }
 }
 
+/// How long an HTTP/1 connection must have gone without a request before the drain closes
+/// it while nothing is on it. A client sends its next request on a kept-alive connection
+/// right after the last answer; a close in between loses that request (a client may retry
+/// only some requests, RFC 9112 §9.6). Requests that do come are answered with
+/// `Connection: close`, which ends the connection after the answer; a connection quiet this
+/// long is closed at once.
+const QUIET_BEFORE_CLOSE: Duration = Duration::from_millis(100);
+
 /// The hyper service of one connection: notes each request's arrival, then calls the
 /// (layered) tower service.
 #[derive(Debug, Clone)]
@@ -78,6 +86,9 @@ enum Stage {
     FirstRequest,
     /// Serving; closed gracefully after `idle` without a new request.
     Idle,
+    /// Draining an HTTP/1 connection that answered a request a moment ago: closed once it
+    /// has been quiet for [`QUIET_BEFORE_CLOSE`], or by `Connection: close` on the next answer.
+    Quieting,
     /// Graceful shutdown sent; the connection ends by itself or by forcing.
     Closing,
 }
@@ -127,10 +138,16 @@ pub(crate) async fn serve_connection<I, S>(
                 deadline.as_mut().reset(Instant::now() + deadlines.idle);
                 close = Some(state.guard.graceful_close());
             }
-            () = reached(&mut close), if stage == Stage::Idle => {
-                conn.as_mut().graceful_shutdown();
-                stage = Stage::Closing;
-            }
+            () = reached(&mut close), if stage == Stage::Idle => match still_busy(&state) {
+                Some(rest) => {
+                    deadline.as_mut().reset(Instant::now() + rest);
+                    stage = Stage::Quieting;
+                }
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    stage = Stage::Closing;
+                }
+            },
             () = deadline.as_mut(), if stage != Stage::Closing => match stage {
                 Stage::FirstByte
                     if state.first_byte_seen() && Instant::now() < first_request_deadline =>
@@ -156,10 +173,27 @@ pub(crate) async fn serve_connection<I, S>(
                         deadline.as_mut().reset(Instant::now() + (deadlines.idle - idle));
                     }
                 }
+                Stage::Quieting => match still_busy(&state) {
+                    Some(rest) => deadline.as_mut().reset(Instant::now() + rest),
+                    None => {
+                        conn.as_mut().graceful_shutdown();
+                        stage = Stage::Closing;
+                    }
+                },
                 Stage::Closing => {}
             },
         }
     }
+}
+
+/// How much longer to wait before closing gracefully: for an HTTP/1 connection with nothing
+/// on it that had a request less than [`QUIET_BEFORE_CLOSE`] ago, the rest of that time;
+/// otherwise `None`, close now (a request being served is finished first).
+fn still_busy(state: &ConnState) -> Option<Duration> {
+    state
+        .http1_quiet_for()
+        .and_then(|quiet| QUIET_BEFORE_CLOSE.checked_sub(quiet))
+        .filter(|rest| !rest.is_zero())
 }
 
 /// Completes when the phase is reached; never while there is none to wait for.

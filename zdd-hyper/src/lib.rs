@@ -53,14 +53,17 @@ mod admin;
 mod backoff;
 mod conn;
 mod io;
+mod listen;
 mod listener;
 mod response;
 mod serve;
 mod service;
 mod state;
+mod upgrade;
 
 #[doc(inline)]
 pub use self::{
+    listen::listen,
     listener::{Listener, bind},
     serve::{Serve, ServeFuture, serve},
     service::HttpService,

@@ -121,6 +121,14 @@ pub trait Listener: Send + 'static {
     fn network_addr(&self) -> Option<SocketAddr> {
         None
     }
+
+    /// The listening socket itself, for an in-place upgrade, which hands a copy of it to the
+    /// new process (see [`Serve`](crate::Serve)); `None` (the default) when the transport
+    /// cannot be handed over, which makes upgrades unavailable.
+    #[cfg(unix)]
+    fn as_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 impl Listener for tokio::net::TcpListener {
@@ -150,6 +158,11 @@ impl Listener for tokio::net::TcpListener {
 
     fn network_addr(&self) -> Option<SocketAddr> {
         Self::local_addr(self).ok()
+    }
+
+    #[cfg(unix)]
+    fn as_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(self))
     }
 }
 
@@ -215,11 +228,25 @@ const FALLBACK_BACKLOG: u32 = 1024;
 /// # }
 /// ```
 pub fn bind(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    bind_sharing(addr, false)
+}
+
+/// [`bind`], with `SO_REUSEPORT` when `share_port` is set (on Unix).
+pub(crate) fn bind_sharing(
+    addr: SocketAddr,
+    share_port: bool,
+) -> io::Result<tokio::net::TcpListener> {
     let socket = match addr {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
         SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    if share_port {
+        socket.set_reuseport(true)?;
+    }
+    #[cfg(not(unix))]
+    let _ = share_port;
     socket.bind(addr)?;
     socket.listen(backlog())
 }

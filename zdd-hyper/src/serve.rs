@@ -23,6 +23,7 @@ use crate::{
     backoff::Backoff,
     conn::{Deadlines, serve_connection},
     listener::is_connection_error,
+    upgrade,
 };
 
 /// Serves `service` on `listener` until the lifecycle's shutdown sequence ends; `.await` it
@@ -61,6 +62,7 @@ use crate::{
 /// # }
 /// ```
 pub fn serve<L, S>(listener: L, service: S, lifecycle: Lifecycle) -> Serve<L, S> {
+    crate::upgrade::remember_program();
     let layer = ZddLayer::new(lifecycle.handle());
     let layer = match lifecycle.config().public_probes() {
         true => layer.probes(ProbePaths::default()),
@@ -291,6 +293,10 @@ where
             _ => admin,
         };
         let public_addr = listener.network_addr();
+        // A copy of the listening socket for an upgrade's new process.
+        let public_socket = listener
+            .as_socket()
+            .and_then(|socket| socket.try_clone_to_owned().ok());
         let accept = AcceptLoop {
             listener,
             service: layer.layer(service),
@@ -312,13 +318,28 @@ where
                 // Cancelled once the report exists, or if this future is dropped.
                 let stop_admin = CancellationToken::new();
                 let _stop_admin = stop_admin.clone().drop_guard();
+                let mut sockets = Vec::new();
+                if let Some(fd) = public_socket {
+                    sockets.push(upgrade::Socket { name: "public", fd });
+                    if let Some(fd) = admin_listener
+                        .as_ref()
+                        .and_then(|l| std::os::fd::AsFd::as_fd(l).try_clone_to_owned().ok())
+                    {
+                        sockets.push(upgrade::Socket { name: "admin", fd });
+                    }
+                }
                 if let Some(admin_listener) = admin_listener {
                     tokio::spawn(admin::run(admin_listener, admin, stop_admin));
                 }
+                let upgrades = (!sockets.is_empty())
+                    .then(|| tokio::spawn(upgrade::run(handle.clone(), sockets)));
                 // Tracked, so the drain also waits for the listener to close.
                 let accepting = tokio::spawn(handle.track_future(accept.run()));
                 let report = lifecycle.run().await;
                 accepting.abort();
+                if let Some(upgrades) = upgrades {
+                    upgrades.abort();
+                }
                 report
             }),
         }

@@ -119,6 +119,17 @@ impl ConnState {
         self.upgraded.store(true, Ordering::Relaxed);
     }
 
+    /// How long an HTTP/1 connection has gone without a request, when nothing of one is on
+    /// it now (no request being served, no bytes of the next head): `None` while busy, for
+    /// HTTP/2, and once upgraded.
+    pub(crate) fn http1_quiet_for(&self) -> Option<Duration> {
+        let quiet = self.guard.protocol() == Some(Protocol::Http1)
+            && !self.in_request.load(Ordering::Relaxed)
+            && !self.head_open.load(Ordering::Relaxed)
+            && !self.upgraded.load(Ordering::Relaxed);
+        quiet.then(|| self.idle_for())
+    }
+
     pub(crate) fn idle_for(&self) -> Duration {
         let last = coarsetime::Instant::from_u64(self.last_request.load(Ordering::Relaxed));
         (coarsetime::Instant::now_without_cache_update() - last).into()

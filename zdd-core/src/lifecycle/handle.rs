@@ -237,6 +237,26 @@ impl LifecycleHandle {
         self.shared.force(Trigger::StartupFailed);
     }
 
+    /// Asks for an in-place upgrade: the server starts the program at its own path again
+    /// (so a newly installed binary takes over), hands it the listening sockets, and drains
+    /// once the new process is ready, with no propagation delay. If the new process exits
+    /// or is not ready within [`Config::upgrade_timeout`], this one serves on. `SIGHUP` does
+    /// the same (see [`Config::upgrade_on_sighup`]). See the [upgrade module](crate::upgrade).
+    ///
+    /// Returns whether an upgrade started: not while another is in progress, once shutdown
+    /// has begun, or when no server takes upgrade requests (each case is logged).
+    #[allow(clippy::must_use_candidate)]
+    pub fn upgrade(&self) -> bool {
+        self.shared.request_upgrade("programmatic")
+    }
+
+    /// The upgrade requests, for a server that can hand its listening sockets to a new
+    /// process. Until one is taken, [`LifecycleHandle::upgrade`] is refused.
+    #[must_use]
+    pub fn upgrade_requests(&self) -> crate::UpgradeRequests {
+        crate::UpgradeRequests::new(&self.shared)
+    }
+
     /// Skips what is left of the propagation delay and the drain and goes to
     /// [`Phase::Forcing`]. Triggers shutdown first if it has not started.
     pub fn force(&self) {

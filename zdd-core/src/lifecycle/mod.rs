@@ -115,7 +115,10 @@ impl Lifecycle {
 
 cfg_signal! {
     impl Lifecycle {
-        /// Listens for `SIGTERM` and `SIGINT` until [`Lifecycle::run`] returns.
+        /// Listens for `SIGTERM` and `SIGINT` until [`Lifecycle::run`] returns, and for
+        /// `SIGHUP`, which asks for an in-place upgrade
+        /// ([`LifecycleHandle::upgrade`](crate::LifecycleHandle::upgrade); off with
+        /// `ZDD_UPGRADE_ON_SIGHUP=false`).
         ///
         /// The first signal starts the sequence; a second `SIGINT` skips to
         /// [`Phase::Forcing`](crate::Phase::Forcing); a second `SIGTERM` is logged and ignored unless
@@ -196,6 +199,7 @@ impl Lifecycle {
             shared: Arc::clone(&shared),
             #[cfg(feature = "metrics")]
             sampler: tokio::spawn(sample(Arc::clone(&shared))),
+            notifier: tokio::spawn(crate::notify::run(Arc::clone(&shared))),
             finished: false,
         };
         let report = crate::sequence::run(&shared, triggers).await;
@@ -213,15 +217,19 @@ struct Running {
     shared: Arc<Shared>,
     #[cfg(feature = "metrics")]
     sampler: tokio::task::JoinHandle<()>,
+    /// Tells systemd and an upgrading parent about the phases.
+    notifier: tokio::task::JoinHandle<()>,
     /// The sequence returned its report.
     finished: bool,
 }
 
 impl Drop for Running {
-    /// Stops the metrics sampler; abandons the lifecycle if the sequence did not finish.
+    /// Stops the metrics sampler and the notifier; abandons the lifecycle if the sequence
+    /// did not finish.
     fn drop(&mut self) {
         #[cfg(feature = "metrics")]
         self.sampler.abort();
+        self.notifier.abort();
         if !self.finished {
             self.shared.abandon();
         }
