@@ -33,8 +33,8 @@
 //!     handle.readiness_check(Check::new("database", || async { Ok::<_, std::io::Error>(()) }));
 //!     handle.on_cleanup("database", std::time::Duration::from_secs(1), async { /* pool.close().await */ });
 //!
-//!     // A listen backlog sized for a server (tokio's `TcpListener::bind` asks for 128).
-//!     let listener = zdd::bind("0.0.0.0:3000".parse()?)?;
+//!     // An inherited socket (systemd, an upgrade) or a new one with a server-sized backlog.
+//!     let listener = zdd::listen("0.0.0.0:3000".parse()?, lifecycle.config())?;
 //!     let app = Router::new().route("/", get(|| async { "hello" }));
 //!     // Probes at /health/{live,ready,startup}; requests tracked; phases obeyed.
 //!     let report = zdd::axum::serve(listener, app, lifecycle).await;
@@ -47,8 +47,12 @@
 //!
 //! # Features
 //!
-//! - `hyper` (default): [`serve`], the accept loop of `zdd-hyper`, and [`bind`].
-//! - `signal` (default): [`Lifecycle::listen_for_signals`].
+//! - `hyper` (default): [`serve`], the accept loop of `zdd-hyper`, [`listen`] (inherited
+//!   sockets, `SO_REUSEPORT`) and [`bind`].
+//! - `signal` (default): [`Lifecycle::listen_for_signals`] (`SIGTERM`, `SIGINT`, and `SIGHUP`
+//!   for in-place upgrades).
+//! - `systemd` (default): `READY=1`, `STOPPING=1` and `MAINPID=` on systemd's notification
+//!   socket, for `Type=notify` services.
 //! - `metrics` (default): phases, work in flight, forced closes and check results through
 //!   the `metrics` facade (see [`metrics`]); install any recorder to export them.
 //! - `axum` (default): [`axum::serve`] for an axum `Router`, the [`axum::ZddHandle`]

@@ -56,9 +56,12 @@
 //!
 //! - `tower`: [`layer::ZddLayer`], [`ProbeService`] and the admin listener's
 //!   [`AdminService`].
-//! - `signal`: [`Lifecycle::listen_for_signals`].
+//! - `signal`: [`Lifecycle::listen_for_signals`] (`SIGHUP` asks for an
+//!   [upgrade]).
 //! - `metrics`: phases, work in flight, forced closes and check results through the
 //!   `metrics` facade; see [`metrics`].
+//! - `systemd`: `READY=1` when serving, `STOPPING=1` when shutdown begins and `MAINPID=`
+//!   when an upgrade hands over, on systemd's notification socket (Unix only).
 //!
 //! Every transition, trigger, forced request and hook outcome is a structured `tracing`
 //! event with the target `zdd`.

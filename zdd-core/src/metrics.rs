@@ -55,11 +55,11 @@ mod enabled {
         counter!("zdd_forced_closes_total", "kind" => kind).increment(1);
     }
 
-    #[cfg(feature = "tower")]
     pub(crate) fn upgrade(outcome: &'static str) {
         counter!("zdd_upgrades_total", "outcome" => outcome).increment(1);
     }
 
+    #[cfg(feature = "tower")]
     pub(crate) fn late_request_rejected() {
         counter!("zdd_late_requests_rejected_total").increment(1);
     }

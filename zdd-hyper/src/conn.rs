@@ -44,8 +44,8 @@ impl From<&zdd_core::Config> for Deadlines {
     }
 }
 
-/// How long an HTTP/1 connection must have gone without a request before the drain closes
-/// it while nothing is on it. A client sends its next request on a kept-alive connection
+/// How long an HTTP/1 connection must have been idle since its last answer before the
+/// drain closes it while nothing is on it. A client sends its next request on a kept-alive connection
 /// right after the last answer; a close in between loses that request (a client may retry
 /// only some requests, RFC 9112 §9.6). Requests that do come are answered with
 /// `Connection: close`, which ends the connection after the answer; a connection quiet this
@@ -187,7 +187,7 @@ pub(crate) async fn serve_connection<I, S>(
 }
 
 /// How much longer to wait before closing gracefully: for an HTTP/1 connection with nothing
-/// on it that had a request less than [`QUIET_BEFORE_CLOSE`] ago, the rest of that time;
+/// on it that answered a request less than [`QUIET_BEFORE_CLOSE`] ago, the rest of that time;
 /// otherwise `None`, close now (a request being served is finished first).
 fn still_busy(state: &ConnState) -> Option<Duration> {
     state

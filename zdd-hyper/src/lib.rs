@@ -22,6 +22,14 @@
 //! also served on an admin listener that stays open in every phase until the report exists
 //! and whose connections are never work to drain; see [`Serve::admin`].
 //!
+//! Restarts in place lose nothing: [`listen`] takes a socket inherited from systemd's
+//! socket activation or from a zdd parent, and otherwise binds one (with `SO_REUSEPORT`
+//! when `ZDD_REUSE_PORT=true`); `SIGHUP` (or
+//! [`LifecycleHandle::upgrade`](zdd_core::LifecycleHandle::upgrade)) starts the binary
+//! installed at this program's path with the listening sockets, and drains this process
+//! once the new one is ready. A new process that exits or is not ready within
+//! `ZDD_UPGRADE_TIMEOUT` is stopped, and this one serves on.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -36,7 +44,7 @@
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let mut lifecycle = Lifecycle::new(Config::from_env()?);
 //!     lifecycle.listen_for_signals()?;
-//!     let listener = zdd_hyper::bind("0.0.0.0:3000".parse()?)?;
+//!     let listener = zdd_hyper::listen("0.0.0.0:3000".parse()?, lifecycle.config())?;
 //!     let hello = tower::service_fn(|_req: Request<Incoming>| async {
 //!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
 //!     });

@@ -36,6 +36,16 @@ use crate::{
 /// (`ZDD_ADMIN_ADDR`), an admin listener is served there too; see [`Serve::admin`]. See the
 /// [crate docs](crate) for what each phase does to the listener and the connections.
 ///
+/// When the listener can be handed over ([`Listener::as_socket`]: TCP and Unix listeners),
+/// an upgrade request (`SIGHUP`, or
+/// [`LifecycleHandle::upgrade`](zdd_core::LifecycleHandle::upgrade)) starts the binary
+/// installed at this program's path, with the same arguments and environment, the
+/// listening sockets (public, then admin) at descriptors 3, 4, … (`LISTEN_FDS`, taken by
+/// [`listen`](crate::listen) in the new process), and waits until it reports ready: then this
+/// process drains with no propagation delay. A new process that exits, or is not ready
+/// within [`Config::upgrade_timeout`](zdd_core::Config::upgrade_timeout), is stopped and this
+/// one serves on.
+///
 /// # Examples
 ///
 /// ```

@@ -33,7 +33,8 @@ pub(crate) struct ConnState {
     upgraded: AtomicBool,
     /// Request heads completed, which tells one open head from the next.
     heads: AtomicU64,
-    /// Coarse clock ticks of the last request's arrival.
+    /// Coarse clock ticks of the last activity: a request's arrival, or the end of an HTTP/1
+    /// response.
     last_request: AtomicU64,
     first_request: Notify,
 }
@@ -108,9 +109,12 @@ impl ConnState {
         true
     }
 
-    /// An HTTP/1 response is over (written, failed or dropped).
+    /// An HTTP/1 response is over (written, failed or dropped): the connection is idle from
+    /// now on, until the next request.
     #[inline]
     pub(crate) fn response_ended(&self) {
+        let now = coarsetime::Instant::now_without_cache_update().as_ticks();
+        self.last_request.store(now, Ordering::Relaxed);
         self.in_request.store(false, Ordering::Relaxed);
     }
 
@@ -119,8 +123,8 @@ impl ConnState {
         self.upgraded.store(true, Ordering::Relaxed);
     }
 
-    /// How long an HTTP/1 connection has gone without a request, when nothing of one is on
-    /// it now (no request being served, no bytes of the next head): `None` while busy, for
+    /// How long an HTTP/1 connection has been idle since its last answer, when nothing of a
+    /// request is on it now (no request being served, no bytes of the next head): `None` while busy, for
     /// HTTP/2, and once upgraded.
     pub(crate) fn http1_quiet_for(&self) -> Option<Duration> {
         let quiet = self.guard.protocol() == Some(Protocol::Http1)

@@ -96,6 +96,50 @@ async fn idle_keep_alive_connections_close_when_draining_starts_not_before() {
 }
 
 #[tokio::test]
+async fn a_request_sent_right_after_the_last_answer_is_served_not_cut_off() {
+    // No balancer in front (no propagation delay): clients keep using their connections
+    // right up to the drain. One that answered a request a moment ago is not closed while
+    // the client may already be sending the next one; the next answer says close.
+    for _ in 0..20 {
+        let server = start(config(0, 5_000)).await;
+        let mut client = RawClient::connect(server.addr).await;
+        client.get("/").await.unwrap();
+        server.handle.shutdown();
+        server.handle.draining().await;
+        tokio::task::yield_now().await;
+        let next = client.get("/").await.expect("the next request was cut off");
+        assert_eq!(next.status, 200);
+        assert_eq!(next.header("connection"), Some("close"));
+        client.closed().await.unwrap();
+        assert!(server.report().await.is_graceful());
+    }
+}
+
+#[tokio::test]
+async fn the_quiet_time_before_the_drain_closes_a_connection_counts_from_its_last_answer() {
+    // The last request took longer than the quiet time: the client's next one still comes
+    // right after its answer, and is served.
+    for _ in 0..5 {
+        let mut server = start(config(0, 5_000)).await;
+        let mut client = RawClient::connect(server.addr).await;
+        client
+            .send("GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await;
+        server.wait_started("/slow").await;
+        // The request itself takes a while (the scenario, not a synchronisation).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        server.release.notify_one();
+        assert_eq!(client.response().await.unwrap().unwrap().body, "slow done");
+        server.handle.shutdown();
+        server.handle.draining().await;
+        tokio::task::yield_now().await;
+        let next = client.get("/").await.expect("the next request was cut off");
+        assert_eq!(next.header("connection"), Some("close"));
+        assert!(server.report().await.is_graceful());
+    }
+}
+
+#[tokio::test]
 async fn a_connection_that_never_sends_a_byte_does_not_hold_the_drain() {
     let server = start_with(
         config(0, 20_000),
