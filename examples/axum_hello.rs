@@ -9,14 +9,21 @@
 //!
 //! Ctrl-C or `kill -TERM` starts the sequence; every phase is logged and the report printed.
 //! `PORT` (default 3000), `APP_VERSION` (sent as `X-Version`, default `dev`) and the `ZDD_*`
-//! timings come from the environment.
+//! timings come from the environment. `ACCESS_LOG=true` logs each request with the client's
+//! address, which axum's `ConnectInfo` extractor gets from zdd's loop.
 
 #[path = "common/mod.rs"]
 mod common;
 
-use std::{collections::HashMap, process::ExitCode, time::Duration};
+use std::{collections::HashMap, net::SocketAddr, process::ExitCode, time::Duration};
 
-use axum::{Router, extract::Query, response::IntoResponse, routing::get};
+use axum::{
+    Router,
+    extract::{ConnectInfo, Query, Request},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    routing::get,
+};
 use zdd::{Config, Lifecycle};
 
 #[tokio::main]
@@ -44,7 +51,13 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let app = Router::new()
         .route("/", get(|| async { "hello\n" }))
         .route("/slow", get(slow));
-    let report = zdd::axum::serve(listener, common::with_version(app, version), lifecycle).await;
+    let app = match std::env::var("ACCESS_LOG").as_deref() {
+        Ok("true") => app.layer(axum::middleware::from_fn(access_log)),
+        _ => app,
+    };
+    let report = zdd::axum::serve(listener, common::with_version(app, version), lifecycle)
+        .connect_info(ConnectInfo::<SocketAddr>)
+        .await;
     Ok(common::finish(&report))
 }
 
@@ -52,4 +65,16 @@ async fn slow(Query(query): Query<HashMap<String, u64>>) -> impl IntoResponse {
     let ms = query.get("ms").copied().unwrap_or(1_000).min(60_000);
     tokio::time::sleep(Duration::from_millis(ms)).await;
     format!("slow hello after {ms} ms\n")
+}
+
+/// One line per request: the client's address (axum's `ConnectInfo`), method, path, status.
+async fn access_log(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    tracing::info!(target: "access", %peer, %method, path, status = response.status().as_u16());
+    response
 }

@@ -235,3 +235,24 @@ fn the_facade_names_the_serve_types() {
     named(None, None);
     bounds::<_, tokio::net::TcpListener>(&axum::Router::<()>::new(), None);
 }
+
+#[tokio::test]
+async fn the_access_log_shows_each_client_s_address() {
+    let port = free_port();
+    let env = [("ACCESS_LOG", "true"), ("ZDD_PROPAGATION_DELAY", "0s")];
+    let server = Instance::start(&example("axum_hello"), "axum_hello", "v1", port, &env);
+    wait_ready(port).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    stream
+        .write_all(b"GET /?from=test HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    server
+        .printed(&format!("peer={local} method=GET path=\"/\" status=200"))
+        .await;
+    drop(server);
+}

@@ -6,7 +6,31 @@ use zdd_hyper::Serve;
 
 /// Serves `router` on `listener` until the lifecycle's shutdown sequence ends. `.await` the
 /// returned [`Serve`] for the [`ShutdownReport`](zdd_core::ShutdownReport); configure it
-/// like any [`Serve`] (probe paths, exempt paths, deadlines).
+/// like any [`Serve`] (probe paths, exempt paths, deadlines, an accept step such as TLS).
+///
+/// For axum's `ConnectInfo<SocketAddr>` extractor (rate limiters, access logs), add
+/// `.connect_info(ConnectInfo)`: each request then carries its connection's peer address,
+/// as `into_make_service_with_connect_info` does for `axum::serve`.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use axum::{Router, extract::ConnectInfo, routing::get};
+/// use zdd_core::{Config, Lifecycle};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let lifecycle = Lifecycle::new(Config::default());
+/// # lifecycle.handle().shutdown();
+/// let app = Router::new().route(
+///     "/",
+///     get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { format!("hello {peer}") }),
+/// );
+/// let report = zdd_axum::serve(listener, app, lifecycle).connect_info(ConnectInfo).await;
+/// assert!(report.is_graceful());
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// # Examples
 ///
@@ -25,7 +49,11 @@ use zdd_hyper::Serve;
 /// # Ok(())
 /// # }
 /// ```
-pub fn serve<L>(listener: L, router: Router, lifecycle: Lifecycle) -> Serve<L, Router> {
+pub fn serve<L: zdd_hyper::Listener>(
+    listener: L,
+    router: Router,
+    lifecycle: Lifecycle,
+) -> Serve<L, Router> {
     zdd_hyper::serve(listener, router, lifecycle)
 }
 

@@ -111,3 +111,34 @@ async fn the_server_future_can_be_named_stored_and_spawned() {
     handle.shutdown();
     assert!(running.await.unwrap().is_graceful());
 }
+
+#[tokio::test]
+async fn the_connect_info_extractor_sees_the_client_address() {
+    use axum::extract::ConnectInfo;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let app = Router::new().route(
+        "/peer",
+        get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+    );
+    let server = tokio::spawn(
+        zdd_axum::serve(listener, app, lifecycle)
+            .connect_info(ConnectInfo)
+            .into_future(),
+    );
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    stream
+        .write_all(b"GET /peer HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with(&local.to_string()), "{response}");
+    handle.shutdown();
+    assert!(server.await.unwrap().is_graceful());
+}

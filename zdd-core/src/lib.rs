@@ -110,13 +110,12 @@ pub use self::{
     guard::{ConnectionGuard, RequestGuard},
     health::{Check, CheckOutput, CheckReport, HealthReport, Probe, StartupTask, Status, Verdict},
     hooks::{HookOutcome, HookOutput, HookReport},
-    lifecycle::{Lifecycle, LifecycleHandle, WeakLifecycleHandle},
+    lifecycle::{Lifecycle, LifecycleHandle, UpgradeRequests, WeakLifecycleHandle},
     machine::PhaseReached,
     phase::{Phase, Trigger},
     report::{ForceReason, ShutdownReport},
     stream::UntilDraining,
     tracker::Protocol,
-    upgrade::UpgradeRequests,
 };
 
 cfg_tower! {

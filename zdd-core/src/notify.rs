@@ -8,19 +8,18 @@
 //! [`ENV_UPGRADE_READY`] (set by the parent for the new process). Without them nothing is
 //! sent. A failed send is logged, never fatal: the supervisor's own timeout takes over.
 
-use std::sync::Arc;
+use std::time::Duration;
 
-use crate::{Phase, shared::Shared};
+use crate::PhaseReached;
 
 /// Set by the parent of an in-place upgrade: the Unix datagram socket where the new
 /// process says `READY=1` once it serves.
 pub const ENV_UPGRADE_READY: &str = "ZDD_UPGRADE_READY";
 
-/// Sends the notifications of each phase the lifecycle reaches, until aborted.
-pub(crate) async fn run(shared: Arc<Shared>) {
+/// Sends the notifications of the phases as `serving` and `unready` complete, until
+/// aborted; `grace` is how much longer than usual systemd should wait for the stop.
+pub(crate) async fn run(mut serving: PhaseReached, mut unready: PhaseReached, grace: Duration) {
     let parent = std::env::var_os(ENV_UPGRADE_READY);
-    let mut serving = shared.machine().reached(Phase::Serving);
-    let mut unready = shared.machine().reached(Phase::Unready);
     tokio::select! {
         biased;
         () = &mut unready => {}
@@ -33,7 +32,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             unready.await;
         }
     }
-    systemd::stopping(shared.config().grace_period());
+    systemd::stopping(grace);
 }
 
 /// Tells the upgrading parent this process serves.
@@ -60,9 +59,9 @@ pub(crate) fn main_pid(pid: u32) {
 
 #[cfg(all(feature = "systemd", unix))]
 mod systemd {
-    use std::time::Duration;
-
     use sd_notify::NotifyState;
+
+    use super::Duration;
 
     fn send(what: &'static str, states: &[NotifyState<'_>]) {
         if std::env::var_os("NOTIFY_SOCKET").is_none() {
@@ -94,6 +93,6 @@ mod systemd {
 #[cfg(not(all(feature = "systemd", unix)))]
 mod systemd {
     pub(super) fn ready() {}
-    pub(super) fn stopping(_: std::time::Duration) {}
+    pub(super) fn stopping(_: super::Duration) {}
     pub(super) fn main_pid(_: u32) {}
 }

@@ -3,30 +3,27 @@
 //! An upgrade starts a new process of the same program on the same listening sockets, and
 //! this one drains once the new one is ready. The core decides only whether an upgrade may
 //! start and records how it ended; a server adapter that can hand its sockets over (such
-//! as `zdd-hyper`'s `Serve`) takes [`UpgradeRequests`] and does the rest:
+//! as `zdd-hyper`'s `Serve`) takes [`UpgradeRequests`](crate::UpgradeRequests) and does the rest:
 //!
 //! 1. [`LifecycleHandle::upgrade`](crate::LifecycleHandle::upgrade) (or `SIGHUP`) asks for
 //!    one. It is refused, with a log line, while another is in progress, once shutdown has
 //!    begun, or when no server takes requests.
 //! 2. The server starts the new process and waits, bounded by
 //!    [`Config::upgrade_timeout`](crate::Config::upgrade_timeout), until it reports ready.
-//! 3. Ready: [`UpgradeRequests::succeeded`] triggers shutdown with [`Trigger::Upgrade`],
+//! 3. Ready: [`UpgradeRequests::succeeded`](crate::UpgradeRequests::succeeded) triggers shutdown with
+//!    [`Trigger::Upgrade`](crate::Trigger::Upgrade),
 //!    which waits no propagation delay. Not ready (it exited, or the time ran out):
-//!    [`UpgradeRequests::failed`] logs why and counts it in the report; this process serves
+//!    [`UpgradeRequests::failed`](crate::UpgradeRequests::failed) logs why and counts it in the report; this process serves
 //!    on, and a later request may try again.
 
 use std::{
     fmt,
-    sync::{
-        Arc, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use tokio::sync::watch;
 
 pub use crate::notify::ENV_UPGRADE_READY;
-use crate::{Trigger, shared::Shared};
 
 /// The upgrade state of one lifecycle.
 pub(crate) struct Upgrades {
@@ -89,59 +86,5 @@ impl fmt::Debug for Upgrades {
             .field("in_progress", &self.in_progress.load(Ordering::Relaxed))
             .field("failed", &self.failed())
             .finish()
-    }
-}
-
-/// A server's end of the upgrade requests: [`next`](Self::next) completes on each
-/// request, and the server reports how each one ended. Taken with
-/// [`LifecycleHandle::upgrade_requests`](crate::LifecycleHandle::upgrade_requests); while
-/// none is held, requests are refused.
-pub struct UpgradeRequests {
-    requests: watch::Receiver<u64>,
-    shared: Weak<Shared>,
-}
-
-impl UpgradeRequests {
-    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
-        let mut requests = shared.upgrades().subscribe();
-        requests.mark_unchanged();
-        Self {
-            requests,
-            shared: Arc::downgrade(shared),
-        }
-    }
-
-    /// Completes when an upgrade is requested; never, once the lifecycle is gone.
-    pub async fn next(&mut self) {
-        if self.requests.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-
-    /// The new process (`pid`) is ready: systemd is told it is the main process now (with
-    /// the `systemd` feature, under a `Type=notify` service), and this one drains, with
-    /// [`Trigger::Upgrade`] and no propagation delay.
-    pub fn succeeded(&self, pid: u32) {
-        if let Some(shared) = self.shared.upgrade() {
-            crate::metrics::upgrade("succeeded");
-            info!(pid, "upgrade: the new process is ready; this one drains");
-            crate::notify::main_pid(pid);
-            shared.trigger(Trigger::Upgrade);
-        }
-    }
-
-    /// The new process did not take over (`why`): this one serves on.
-    pub fn failed(&self, why: &dyn fmt::Display) {
-        if let Some(shared) = self.shared.upgrade() {
-            crate::metrics::upgrade("failed");
-            error!(error = %why, "upgrade failed; this process serves on");
-            shared.upgrades().record_failure();
-        }
-    }
-}
-
-impl fmt::Debug for UpgradeRequests {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpgradeRequests").finish_non_exhaustive()
     }
 }

@@ -52,12 +52,16 @@ impl From<&zdd_core::Config> for Deadlines {
 /// long is closed at once.
 const QUIET_BEFORE_CLOSE: Duration = Duration::from_millis(100);
 
-/// The hyper service of one connection: notes each request's arrival, then calls the
-/// (layered) tower service.
-#[derive(Debug, Clone)]
+/// Adds a connection's connect info to a request's extensions.
+pub(crate) type Insert = Arc<dyn Fn(&mut http::Extensions) + Send + Sync>;
+
+/// The hyper service of one connection: notes each request's arrival, adds the connect
+/// info, then calls the (layered) tower service.
+#[derive(Clone)]
 struct ConnService<S> {
     inner: S,
     state: Arc<ConnState>,
+    insert: Option<Insert>,
 }
 
 impl<S, B> Service<Request<Incoming>> for ConnService<S>
@@ -69,7 +73,10 @@ where
     type Future = ResponseFuture<S::Future>;
 
     #[inline]
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        if let Some(insert) = &self.insert {
+            insert(request.extensions_mut());
+        }
         let watched = self.state.saw_request(request.version()).then(|| Watched {
             state: Arc::clone(&self.state),
             connect: request.method() == Method::CONNECT,
@@ -93,23 +100,25 @@ enum Stage {
     Closing,
 }
 
-/// Serves one connection to its end.
+/// Serves one connection to its end. Its deadlines count from `accepted`.
 pub(crate) async fn serve_connection<I, S>(
     io: I,
     guard: ConnectionGuard,
     service: S,
     builder: Arc<Builder<TokioExecutor>>,
     deadlines: Deadlines,
+    accepted: Instant,
+    insert: Option<Insert>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: HttpService,
 {
-    let accepted = Instant::now();
     let state = Arc::new(ConnState::new(guard));
     let io = TrackedIo::new(io, Arc::clone(&state), deadlines.header);
     let service = ConnService {
         inner: TowerToHyperService::new(service),
         state: Arc::clone(&state),
+        insert,
     };
     let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     let first_request_deadline = accepted + deadlines.first_request;

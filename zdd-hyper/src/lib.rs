@@ -57,6 +57,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod acceptor;
 mod admin;
 mod backoff;
 mod conn;
@@ -71,6 +72,7 @@ mod upgrade;
 
 #[doc(inline)]
 pub use self::{
+    acceptor::{Acceptor, DefaultAcceptor},
     listen::listen,
     listener::{Listener, bind},
     serve::{Serve, ServeFuture, serve},

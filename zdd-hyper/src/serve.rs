@@ -19,9 +19,9 @@ use zdd_core::{
 };
 
 use crate::{
-    HttpService, Listener, admin,
+    Acceptor, DefaultAcceptor, HttpService, Listener, admin,
     backoff::Backoff,
-    conn::{Deadlines, serve_connection},
+    conn::{Deadlines, Insert, serve_connection},
     listener::is_connection_error,
     upgrade,
 };
@@ -71,7 +71,7 @@ use crate::{
 /// # Ok(())
 /// # }
 /// ```
-pub fn serve<L, S>(listener: L, service: S, lifecycle: Lifecycle) -> Serve<L, S> {
+pub fn serve<L: Listener, S>(listener: L, service: S, lifecycle: Lifecycle) -> Serve<L, S> {
     crate::upgrade::remember_program();
     let layer = ZddLayer::new(lifecycle.handle());
     let layer = match lifecycle.config().public_probes() {
@@ -82,6 +82,8 @@ pub fn serve<L, S>(listener: L, service: S, lifecycle: Lifecycle) -> Serve<L, S>
     Serve {
         listener,
         service,
+        acceptor: DefaultAcceptor,
+        connect_info: None,
         admin: AdminService::new(lifecycle.handle()),
         admin_listener: None,
         lifecycle,
@@ -94,9 +96,11 @@ pub fn serve<L, S>(listener: L, service: S, lifecycle: Lifecycle) -> Serve<L, S>
 
 /// An awaitable server; built by [`serve`]. Every setter's docs end with its default.
 #[must_use = "a server does nothing until awaited"]
-pub struct Serve<L, S> {
+pub struct Serve<L: Listener, S, A = DefaultAcceptor> {
     listener: L,
     service: S,
+    acceptor: A,
+    connect_info: Option<ConnectInfo<L::Addr>>,
     admin: AdminService,
     admin_listener: Option<TcpListener>,
     lifecycle: Lifecycle,
@@ -106,7 +110,92 @@ pub struct Serve<L, S> {
     max_connections: Option<usize>,
 }
 
-impl<L, S> Serve<L, S> {
+impl<L: Listener, S, A> Serve<L, S, A> {
+    /// Runs `acceptor` on each accepted connection before HTTP is served (a TLS handshake,
+    /// a PROXY protocol header), in the connection's own task, so one slow or silent client
+    /// delays no other. The connection counts from accept: a step in progress when the
+    /// shutdown starts completes during the propagation delay; it is bounded by the
+    /// first-byte timeout and ends when forcing starts. Default is [`DefaultAcceptor`],
+    /// which serves the stream as it is.
+    pub fn acceptor<A2>(self, acceptor: A2) -> Serve<L, S, A2>
+    where
+        A2: Acceptor<L::Io>,
+    {
+        let Self {
+            listener,
+            service,
+            acceptor: _,
+            connect_info,
+            admin,
+            admin_listener,
+            lifecycle,
+            layer,
+            builder,
+            deadlines,
+            max_connections,
+        } = self;
+        Serve {
+            listener,
+            service,
+            acceptor,
+            connect_info,
+            admin,
+            admin_listener,
+            lifecycle,
+            layer,
+            builder,
+            deadlines,
+            max_connections,
+        }
+    }
+
+    /// Puts `info(peer)`, made from each connection's peer address (the listener's
+    /// [`Listener::Addr`]), in the extensions of every request on that connection. With
+    /// axum, `.connect_info(ConnectInfo)` makes the `ConnectInfo<SocketAddr>` extractor
+    /// work, as `into_make_service_with_connect_info` does for `axum::serve`. Default is
+    /// none: nothing is added.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::{convert::Infallible, net::SocketAddr};
+    /// use zdd_core::{Config, Lifecycle};
+    ///
+    /// #[derive(Clone, Debug)]
+    /// struct Peer(SocketAddr);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let app = tower::service_fn(|request: http::Request<hyper::body::Incoming>| async move {
+    ///     let peer = request.extensions().get::<Peer>().map(|peer| peer.0.to_string());
+    ///     Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(
+    ///         peer.unwrap_or_default(),
+    ///     ))))
+    /// });
+    /// let lifecycle = Lifecycle::new(Config::default());
+    /// # lifecycle.handle().shutdown();
+    /// let report = zdd_hyper::serve(listener, app, lifecycle).connect_info(Peer).await;
+    /// assert!(report.is_graceful());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connect_info<T, F>(mut self, info: F) -> Self
+    where
+        F: Fn(L::Addr) -> T + Send + Sync + 'static,
+        T: Clone + Send + Sync + 'static,
+        L::Addr: Clone,
+    {
+        let info = Arc::new(info);
+        self.connect_info = Some(Arc::new(move |peer: &L::Addr| {
+            let value = info(peer.clone());
+            Arc::new(move |extensions: &mut http::Extensions| {
+                extensions.insert(value.clone());
+            }) as Insert
+        }));
+        self
+    }
+
     /// Adjusts the [`ZddLayer`] in front of the service (probe paths, exempt paths, late
     /// requests). Default is `ZddLayer::new(handle).probes(ProbePaths::default())`.
     ///
@@ -253,11 +342,13 @@ impl<L, S> Serve<L, S> {
     }
 }
 
-impl<L, S> std::fmt::Debug for Serve<L, S> {
+impl<L: Listener, S, A> std::fmt::Debug for Serve<L, S, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let Self {
             listener: _,
             service: _,
+            acceptor: _,
+            connect_info,
             admin,
             admin_listener,
             lifecycle,
@@ -271,16 +362,18 @@ impl<L, S> std::fmt::Debug for Serve<L, S> {
             .field("layer", layer)
             .field("admin", admin)
             .field("admin_listener", admin_listener)
+            .field("connect_info", &connect_info.is_some())
             .field("deadlines", deadlines)
             .field("max_connections", max_connections)
             .finish_non_exhaustive()
     }
 }
 
-impl<L, S> IntoFuture for Serve<L, S>
+impl<L, S, A> IntoFuture for Serve<L, S, A>
 where
     L: Listener,
     S: HttpService,
+    A: Acceptor<L::Io>,
 {
     type Output = ShutdownReport;
     type IntoFuture = ServeFuture;
@@ -289,6 +382,8 @@ where
         let Self {
             listener,
             service,
+            acceptor,
+            connect_info,
             admin,
             admin_listener,
             lifecycle,
@@ -310,6 +405,8 @@ where
         let accept = AcceptLoop {
             listener,
             service: layer.layer(service),
+            acceptor: Arc::new(acceptor),
+            connect_info,
             builder: Arc::new(builder),
             handle: handle.clone(),
             deadlines,
@@ -390,19 +487,25 @@ impl std::fmt::Debug for ServeFuture {
     }
 }
 
-struct AcceptLoop<L, S> {
+/// Makes, for one connection's peer, what [`Serve::connect_info`] inserts in each request.
+type ConnectInfo<Addr> = Arc<dyn Fn(&Addr) -> Insert + Send + Sync>;
+
+struct AcceptLoop<L: Listener, S, A> {
     listener: L,
     service: S,
+    acceptor: Arc<A>,
+    connect_info: Option<ConnectInfo<L::Addr>>,
     builder: Arc<Builder<TokioExecutor>>,
     handle: LifecycleHandle,
     deadlines: Deadlines,
     limit: Option<Arc<Semaphore>>,
 }
 
-impl<L, S> AcceptLoop<L, S>
+impl<L, S, A> AcceptLoop<L, S, A>
 where
     L: Listener,
     S: HttpService,
+    A: Acceptor<L::Io>,
 {
     async fn run(mut self) {
         if let Ok(addr) = self.listener.local_addr() {
@@ -426,9 +529,9 @@ where
                 biased;
                 () = &mut draining => break,
                 accepted = self.listener.accept() => match accepted {
-                    Ok((io, _addr)) => {
+                    Ok((io, peer)) => {
                         backoff = Backoff::default();
-                        self.spawn(io, permit);
+                        self.spawn(io, &peer, permit);
                     }
                     Err(error) if is_connection_error(&error) => {}
                     Err(error) => {
@@ -458,9 +561,9 @@ where
         loop {
             match self.listener.accept_queued() {
                 None => break,
-                Some(Ok((io, _addr))) => {
+                Some(Ok((io, peer))) => {
                     served += 1;
-                    self.spawn(io, None);
+                    self.spawn(io, &peer, None);
                 }
                 Some(Err(error)) if is_connection_error(&error) => {}
                 Some(Err(error)) => {
@@ -478,19 +581,24 @@ where
         tracing::info!(target: "zdd", backlog_served = served, "listener closed");
     }
 
-    /// Serves one accepted connection on its own task. The connection counts from here, not
-    /// from the task's first poll: the drain must not see zero connections while accepted
-    /// ones wait to be polled.
-    fn spawn(&self, io: L::Io, permit: Option<OwnedSemaphorePermit>) {
-        let connection = serve_connection(
-            io,
-            self.handle.track_connection(),
+    /// Serves one accepted connection on its own task: the accept step, then HTTP. The
+    /// connection counts from here, not from the task's first poll: the drain must not see
+    /// zero connections while accepted ones wait to be polled.
+    fn spawn(&self, io: L::Io, peer: &L::Addr, permit: Option<OwnedSemaphorePermit>) {
+        let guard = self.handle.track_connection();
+        let accepted = tokio::time::Instant::now();
+        let acceptor = Arc::clone(&self.acceptor);
+        let (service, builder, deadlines) = (
             self.service.clone(),
             Arc::clone(&self.builder),
             self.deadlines,
         );
+        let insert = self.connect_info.as_ref().map(|info| info(peer));
         tokio::spawn(async move {
-            connection.await;
+            let first_byte = accepted + deadlines.first_byte;
+            if let Some(io) = crate::acceptor::accept(&*acceptor, io, &guard, first_byte).await {
+                serve_connection(io, guard, service, builder, deadlines, accepted, insert).await;
+            }
             drop(permit);
         });
     }

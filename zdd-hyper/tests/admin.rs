@@ -63,11 +63,7 @@ async fn refused(addr: SocketAddr) {
 #[tokio::test]
 async fn probes_answer_on_new_and_kept_admin_connections_through_the_drain() {
     let (admin, admin_addr) = admin_listener().await;
-    let mut server = start_with(
-        config(0, 5_000),
-        Box::new(move |serve| serve.admin_listener(admin)),
-    )
-    .await;
+    let mut server = start_with(config(0, 5_000), move |serve| serve.admin_listener(admin)).await;
     let mut kept = RawClient::connect(admin_addr).await;
     assert_eq!(kept.get("/health/ready").await.unwrap().status, 200);
 
@@ -101,11 +97,7 @@ async fn probes_answer_on_new_and_kept_admin_connections_through_the_drain() {
 #[tokio::test]
 async fn a_flood_of_idle_admin_connections_is_not_work_to_drain() {
     let (admin, admin_addr) = admin_listener().await;
-    let server = start_with(
-        config(0, 5_000),
-        Box::new(move |serve| serve.admin_listener(admin)),
-    )
-    .await;
+    let server = start_with(config(0, 5_000), move |serve| serve.admin_listener(admin)).await;
     let mut idle = Vec::new();
     for _ in 0..100 {
         idle.push(TcpStream::connect(admin_addr).await.unwrap());
@@ -137,11 +129,7 @@ async fn a_flood_of_idle_admin_connections_is_not_work_to_drain() {
 #[tokio::test]
 async fn state_changes_are_not_reachable_on_the_public_listener() {
     let (admin, admin_addr) = admin_listener().await;
-    let server = start_with(
-        config(0, 5_000),
-        Box::new(move |serve| serve.admin_listener(admin)),
-    )
-    .await;
+    let server = start_with(config(0, 5_000), move |serve| serve.admin_listener(admin)).await;
     // The public paths reach the application (which answers "ok" to anything), not zdd.
     for (method, path) in [
         ("GET", "/prestop"),
@@ -242,7 +230,7 @@ async fn the_public_listener_s_own_address_is_refused_for_the_admin_listener() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let public = listener.local_addr().unwrap();
     let config = with_admin(Config::builder(), public);
-    let server = start_on(listener, config, Box::new(|serve| serve));
+    let server = start_on(listener, config, |serve| serve);
     let report = server.report().await;
     assert_eq!(report.trigger(), Trigger::StartupFailed, "{report}");
     assert_eq!(report.time_in(Phase::Serving), None, "{report}");

@@ -141,10 +141,9 @@ async fn the_quiet_time_before_the_drain_closes_a_connection_counts_from_its_las
 
 #[tokio::test]
 async fn a_connection_that_never_sends_a_byte_does_not_hold_the_drain() {
-    let server = start_with(
-        config(0, 20_000),
-        Box::new(|serve| serve.first_byte_timeout(Duration::from_millis(300))),
-    )
+    let server = start_with(config(0, 20_000), |serve| {
+        serve.first_byte_timeout(Duration::from_millis(300))
+    })
     .await;
     let mut silent = RawClient::connect(server.addr).await;
     let started = Instant::now();
@@ -165,10 +164,9 @@ async fn a_connection_that_never_sends_a_byte_does_not_hold_the_drain() {
 
 #[tokio::test]
 async fn a_slow_loris_header_is_cut_off() {
-    let server = start_with(
-        config(0, 5_000),
-        Box::new(|serve| serve.first_request_timeout(Duration::from_millis(500))),
-    )
+    let server = start_with(config(0, 5_000), |serve| {
+        serve.first_request_timeout(Duration::from_millis(500))
+    })
     .await;
     let mut loris = RawClient::connect(server.addr).await;
     let started = Instant::now();
@@ -244,7 +242,7 @@ async fn connections_waiting_in_the_backlog_are_served_not_reset() {
         inner,
         held: Arc::clone(&held),
     };
-    let server = start_on(listener, config(0, 5_000), Box::new(|serve| serve));
+    let server = start_on(listener, config(0, 5_000), |serve| serve);
 
     // The loop is parked on a held accept; these connect and send into the kernel backlog.
     let mut waiting = Vec::new();
@@ -315,10 +313,9 @@ async fn http2_gets_goaway_at_unready_and_its_open_stream_completes() {
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_idle_timeout() {
-    let server = start_with(
-        config(0, 5_000),
-        Box::new(|serve| serve.idle_timeout(Duration::from_millis(400))),
-    )
+    let server = start_with(config(0, 5_000), |serve| {
+        serve.idle_timeout(Duration::from_millis(400))
+    })
     .await;
     let mut client = RawClient::connect(server.addr).await;
     client.get("/").await.unwrap();
@@ -336,7 +333,7 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
 
 #[tokio::test]
 async fn max_connections_holds_new_connections_until_one_closes() {
-    let server = start_with(config(0, 5_000), Box::new(|serve| serve.max_connections(1))).await;
+    let server = start_with(config(0, 5_000), |serve| serve.max_connections(1)).await;
     let mut first = RawClient::connect(server.addr).await;
     first.get("/").await.unwrap();
     let mut second = RawClient::connect(server.addr).await;
@@ -362,10 +359,9 @@ async fn max_connections_holds_new_connections_until_one_closes() {
 
 /// A server whose later request heads must arrive within `ms` milliseconds.
 async fn with_header_timeout(ms: u64) -> TestServer {
-    start_with(
-        config(0, 5_000),
-        Box::new(move |serve| serve.header_timeout(Duration::from_millis(ms))),
-    )
+    start_with(config(0, 5_000), move |serve| {
+        serve.header_timeout(Duration::from_millis(ms))
+    })
     .await
 }
 

@@ -35,10 +35,14 @@
 //! ```
 
 mod handle;
+mod requests;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-pub use self::handle::{LifecycleHandle, WeakLifecycleHandle};
+pub use self::{
+    handle::{LifecycleHandle, WeakLifecycleHandle},
+    requests::UpgradeRequests,
+};
 use crate::{Config, report::ShutdownReport, shared::Shared};
 
 type TriggerFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -199,7 +203,11 @@ impl Lifecycle {
             shared: Arc::clone(&shared),
             #[cfg(feature = "metrics")]
             sampler: tokio::spawn(sample(Arc::clone(&shared))),
-            notifier: tokio::spawn(crate::notify::run(Arc::clone(&shared))),
+            notifier: tokio::spawn(crate::notify::run(
+                shared.machine().reached(crate::Phase::Serving),
+                shared.machine().reached(crate::Phase::Unready),
+                shared.config().grace_period(),
+            )),
             finished: false,
         };
         let report = crate::sequence::run(&shared, triggers).await;

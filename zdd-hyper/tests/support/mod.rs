@@ -28,7 +28,7 @@ use tokio::{
     task::JoinHandle,
 };
 use zdd_core::{Config, Lifecycle, LifecycleHandle, ShutdownReport};
-use zdd_hyper::{Listener, Serve};
+use zdd_hyper::{Acceptor, Listener, Serve};
 
 /// A generous bound for anything that should happen promptly on loopback.
 pub const BOUND: Duration = Duration::from_secs(10);
@@ -120,22 +120,28 @@ pub fn config(propagation_ms: u64, drain_ms: u64) -> Config {
         .unwrap()
 }
 
-type Configure<L> = Box<dyn FnOnce(Serve<L, AppService>) -> Serve<L, AppService>>;
 pub type AppService =
     tower::util::BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
 
 pub async fn start(config: Config) -> TestServer {
-    start_with(config, Box::new(|serve| serve)).await
+    start_with(config, |serve| serve).await
 }
 
-pub async fn start_with(config: Config, configure: Configure<TcpListener>) -> TestServer {
+pub async fn start_with<A, F>(config: Config, configure: F) -> TestServer
+where
+    A: Acceptor<TcpStream>,
+    F: FnOnce(Serve<TcpListener, AppService>) -> Serve<TcpListener, AppService, A>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     start_on(listener, config, configure)
 }
 
-pub fn start_on<L: Listener>(listener: L, config: Config, configure: Configure<L>) -> TestServer
+pub fn start_on<L, A, F>(listener: L, config: Config, configure: F) -> TestServer
 where
+    L: Listener,
     L::Addr: Into<SocketAddr>,
+    A: Acceptor<L::Io>,
+    F: FnOnce(Serve<L, AppService>) -> Serve<L, AppService, A>,
 {
     if std::env::var_os("ZDD_TEST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
