@@ -51,6 +51,8 @@
 //!   sockets, `SO_REUSEPORT`) and [`bind`].
 //! - `signal` (default): [`Lifecycle::listen_for_signals`] (`SIGTERM`, `SIGINT`, and `SIGHUP`
 //!   for in-place upgrades).
+//! - `rustls`: [`RustlsAcceptor`], TLS with rustls for [`Serve::acceptor`]: ALPN `h2` and
+//!   `http/1.1`, certificates from PEM files, reload without restart.
 //! - `systemd` (default): `READY=1`, `STOPPING=1` and `MAINPID=` on systemd's notification
 //!   socket, for `Type=notify` services.
 //! - `metrics` (default): phases, work in flight, forced closes and check results through
@@ -68,6 +70,16 @@ pub use zdd_core::*;
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 #[doc(inline)]
 pub use zdd_hyper::{HttpService, Listener, Serve, ServeFuture, bind, listen, serve};
+
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+#[doc(inline)]
+pub use zdd_hyper::{RustlsAcceptor, TlsError};
+
+#[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
+#[doc(inline)]
+pub use zdd_hyper::{Acceptor, DefaultAcceptor};
 
 /// Serving an axum `Router`; see `zdd-axum`.
 #[cfg(feature = "axum")]

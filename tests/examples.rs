@@ -256,3 +256,53 @@ async fn the_access_log_shows_each_client_s_address() {
         .await;
     drop(server);
 }
+
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn tls_hello_serves_https_with_the_client_address() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+
+    let dir = TempDir::new();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let port = free_port();
+    let env = [
+        ("TLS_CERT", cert.to_str().unwrap()),
+        ("TLS_KEY", key.to_str().unwrap()),
+        ("ZDD_PROPAGATION_DELAY", "0s"),
+    ];
+    let server = Instance::start(&example("tls_hello"), "tls_hello", "v1", port, &env);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let local = tcp.local_addr().unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.ends_with(&format!("hello over TLS, {local}\n")),
+        "{response}"
+    );
+    server.signal("TERM");
+    let exited = tokio::task::spawn_blocking(move || server.wait())
+        .await
+        .unwrap();
+    assert_eq!(exited.code, Some(0), "{:#?}", exited.output);
+}

@@ -89,12 +89,15 @@ pub fn haproxy() -> Option<PathBuf> {
     None
 }
 
-/// Builds with cargo and returns the path of the built binary under `target/debug`.
+/// Builds with cargo and returns the path of the built binary under `target/debug`. With
+/// every feature, as the README's test command builds everything: the same artifacts, no
+/// second build (and the TLS example needs `rustls`).
 fn built(cargo_args: &[&str], path: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let status = Command::new(env!("CARGO"))
         .arg("build")
         .arg("--quiet")
+        .arg("--all-features")
         .args(cargo_args)
         .current_dir(root)
         .status()

@@ -68,6 +68,8 @@ mod response;
 mod serve;
 mod service;
 mod state;
+#[cfg(feature = "rustls")]
+mod tls;
 mod upgrade;
 
 #[doc(inline)]
@@ -78,6 +80,11 @@ pub use self::{
     serve::{Serve, ServeFuture, serve},
     service::HttpService,
 };
+
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+#[doc(inline)]
+pub use self::tls::{RustlsAcceptor, TlsError};
 
 /// The README's examples, compiled and run as doctests so they cannot drift from the API.
 #[cfg(doctest)]
