@@ -17,7 +17,7 @@ pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 #[derive(Debug, Parser)]
 #[command(name = "zdd-check", version, about)]
 pub(crate) struct Args {
-    /// The URL to load (http only; use --h2c for HTTP/2 without TLS).
+    /// The URL to load: http:// or https:// (--h2c for HTTP/2 without TLS).
     #[arg(value_parser = url)]
     pub(crate) url: Uri,
     /// Concurrent clients, each on its own kept-alive connection (1 to 10000).
@@ -42,9 +42,16 @@ pub(crate) struct Args {
     /// The response header whose value groups requests per version.
     #[arg(long, default_value = "x-version")]
     pub(crate) version_header: http::HeaderName,
-    /// Speak HTTP/2 without TLS (prior knowledge) instead of HTTP/1.1.
+    /// Speak HTTP/2 only: without TLS (prior knowledge) on http://, through ALPN on https://.
     #[arg(long)]
     pub(crate) h2c: bool,
+    /// Trust the certificates in this PEM file for https:// (a private CA, or the server's
+    /// own self-signed certificate) instead of the system's roots.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub(crate) cacert: Option<std::path::PathBuf>,
+    /// Do not verify the server's certificate on https:// (test servers only).
+    #[arg(long)]
+    pub(crate) insecure: bool,
     /// Fail (exit 1) when more requests than this failed.
     #[arg(long, default_value_t = 0)]
     pub(crate) max_failures: u64,
@@ -56,18 +63,13 @@ pub(crate) struct Args {
     pub(crate) json: bool,
 }
 
-/// An `http://host[:port]/path` URL with a port in range (the `http` crate drops a port it
+/// An `http(s)://host[:port]/path` URL with a port in range (the `http` crate drops a port it
 /// cannot read, which would quietly send the load to port 80).
 fn url(value: &str) -> Result<Uri, String> {
     let uri: Uri = value.parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(
-                "https is not supported; use http:// (or --h2c for HTTP/2 without TLS)".to_owned(),
-            );
-        }
-        _ => return Err("the URL must start with http://".to_owned()),
+        Some("http" | "https") => {}
+        _ => return Err("the URL must start with http:// or https://".to_owned()),
     }
     let authority = uri.authority().ok_or("the URL has no host")?;
     if authority.host().is_empty() {
@@ -84,6 +86,22 @@ fn url(value: &str) -> Result<Uri, String> {
         }
     }
     Ok(uri)
+}
+
+impl Args {
+    /// Whom to trust for an https:// URL; an error for TLS options on an http:// one.
+    pub(crate) fn trust(&self) -> Result<Option<zdd_check::Trust>, String> {
+        let https = self.url.scheme_str() == Some("https");
+        match (&self.cacert, self.insecure, https) {
+            (Some(_), _, false) | (_, true, false) => {
+                Err("--cacert and --insecure are for https:// URLs".to_owned())
+            }
+            (_, _, false) => Ok(None),
+            (Some(path), _, true) => Ok(Some(zdd_check::Trust::CaFile(path.clone()))),
+            (None, true, true) => Ok(Some(zdd_check::Trust::Insecure)),
+            (None, false, true) => Ok(Some(zdd_check::Trust::System)),
+        }
+    }
 }
 
 /// A human-readable duration no longer than `limit`.

@@ -30,9 +30,11 @@
 mod load;
 mod outcome;
 mod summary;
+mod tls;
 
 #[doc(inline)]
 pub use self::{
     load::{Load, Plan, Stopper},
     summary::Summary,
+    tls::{Trust, client_config},
 };

@@ -4,15 +4,19 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
+use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
 use tokio::task::JoinHandle;
 
 use crate::{
@@ -46,6 +50,7 @@ pub struct Plan {
     slow: Option<(http::Uri, u64)>,
     version_header: http::HeaderName,
     h2c: bool,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Plan {
@@ -61,6 +66,7 @@ impl Plan {
             slow: None,
             version_header: http::HeaderName::from_static("x-version"),
             h2c: false,
+            tls: None,
         }
     }
 
@@ -114,10 +120,20 @@ impl Plan {
         self
     }
 
-    /// Speak HTTP/2 with prior knowledge instead of HTTP/1.1. Default is HTTP/1.1.
+    /// Speak HTTP/2 only: with prior knowledge on `http://` (h2c), through ALPN on
+    /// `https://`. Default is HTTP/1.1 (or what ALPN picks on `https://`).
     #[must_use]
     pub fn h2c(mut self, h2c: bool) -> Self {
         self.h2c = h2c;
+        self
+    }
+
+    /// The TLS configuration for `https://` URLs, such as [`client_config`](crate::client_config)
+    /// makes. Default is the system's trust roots (if it has none, every request fails
+    /// with `tls_error`).
+    #[must_use]
+    pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
         self
     }
 }
@@ -127,15 +143,37 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Counts everyone can read while the load runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Progress {
     ok: AtomicU64,
     failed: AtomicU64,
+    /// Latencies of successful requests, shared: one histogram whatever the concurrency.
+    latencies: Mutex<Histogram<u64>>,
     /// Successful answers per version; the write lock is taken once per new version.
     versions: RwLock<BTreeMap<String, AtomicU64>>,
 }
 
+impl Default for Progress {
+    fn default() -> Self {
+        Self {
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            latencies: Mutex::new(crate::summary::latency_histogram()),
+            versions: RwLock::default(),
+        }
+    }
+}
+
 impl Progress {
+    fn took(&self, latency: Duration) {
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        // Saturates at the histogram's top (an hour), beyond any timeout.
+        self.latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .saturating_record(micros.max(1));
+    }
+
     fn answered(&self, version: &str) {
         self.ok.fetch_add(1, Ordering::Relaxed);
         let versions = self.versions.read().unwrap_or_else(|e| e.into_inner());
@@ -185,12 +223,26 @@ impl Load {
     /// Outside a Tokio runtime, like `tokio::spawn`.
     #[must_use]
     pub fn start(plan: Plan) -> Self {
+        let tls = plan.tls.clone().unwrap_or_else(|| {
+            crate::tls::client_config(&crate::tls::Trust::System)
+                .unwrap_or_else(|_| crate::tls::trusting_nothing())
+        });
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http();
+        let connector = if plan.h2c {
+            https.enable_http2().wrap_connector(http)
+        } else {
+            https.enable_all_versions().wrap_connector(http)
+        };
         let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
             // Every failure must count: a retried request would hide one.
             .retry_canceled_requests(false)
             .pool_max_idle_per_host(plan.concurrency)
             .http2_only(plan.h2c)
-            .build_http();
+            .build(connector);
         let version_header = plan.version_header.clone();
         let plan = Arc::new(plan);
         let sent = Arc::new(AtomicU64::new(0));
@@ -292,17 +344,25 @@ impl Load {
     /// [`Load::stop`] was called), and sums up.
     pub async fn finish(self) -> Summary {
         let Self {
-            progress: _,
+            progress,
             stop: _,
             clients,
             version_header,
             started,
         } = self;
-        let mut summary = Summary::new(version_header.as_str());
+        let mut seen = Vec::with_capacity(clients.len());
         for client in clients {
-            if let Ok(seen) = client.await {
-                summary.add(seen);
+            if let Ok(client) = client.await {
+                seen.push(client);
             }
+        }
+        let latencies = std::mem::replace(
+            &mut *progress.latencies.lock().unwrap_or_else(|e| e.into_inner()),
+            crate::summary::latency_histogram(),
+        );
+        let mut summary = Summary::new(version_header.as_str(), latencies);
+        for client in seen {
+            summary.add(client);
         }
         summary.elapsed = started.elapsed();
         summary
@@ -356,7 +416,7 @@ where
     let outcome = match answer {
         Ok(Ok((outcome, version))) => {
             if outcome == Outcome::Ok {
-                seen.latencies.push(started.elapsed());
+                progress.took(started.elapsed());
                 let version = version.unwrap_or_else(|| "(none)".to_owned());
                 progress.answered(&version);
                 *seen.versions.entry(version).or_default() += 1;

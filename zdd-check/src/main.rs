@@ -50,6 +50,19 @@ fn main() -> ExitCode {
     if let Some(path) = args.slow_path.clone() {
         plan = plan.slow(path, args.slow_every);
     }
+    let tls = args.trust().and_then(|trust| {
+        trust
+            .map(|trust| zdd_check::client_config(&trust))
+            .transpose()
+    });
+    match tls {
+        Ok(Some(config)) => plan = plan.tls(config),
+        Ok(None) => {}
+        Err(message) => {
+            eprintln!("zdd-check: {message}");
+            return ExitCode::from(2);
+        }
+    }
     let summary = runtime.block_on(async {
         let load = Load::start(plan);
         // Ctrl-C or SIGTERM ends the run early; the summary is still printed.

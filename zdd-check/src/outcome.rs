@@ -8,6 +8,7 @@ pub(crate) enum Outcome {
     Ok,
     ConnectRefused,
     Dns,
+    Tls,
     Reset,
     EmptyReply,
     Timeout,
@@ -17,9 +18,10 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    pub(crate) const FAILURES: [Self; 8] = [
+    pub(crate) const FAILURES: [Self; 9] = [
         Self::ConnectRefused,
         Self::Dns,
+        Self::Tls,
         Self::Reset,
         Self::EmptyReply,
         Self::Timeout,
@@ -33,6 +35,7 @@ impl Outcome {
             Self::Ok => "ok",
             Self::ConnectRefused => "connect_refused",
             Self::Dns => "dns_error",
+            Self::Tls => "tls_error",
             Self::Reset => "reset",
             Self::EmptyReply => "empty_reply",
             Self::Timeout => "timeout",
@@ -57,7 +60,8 @@ impl Outcome {
         matches!(self, Self::ConnectRefused | Self::Dns)
     }
 
-    /// Classifies a client error by walking its sources.
+    /// Classifies a client error by walking its sources (an error without a source that
+    /// fits no kind is `other_error`).
     pub(crate) fn from_error(error: &hyper_util::client::legacy::Error) -> Self {
         let mut source = error.source();
         while let Some(cause) = source {
@@ -67,6 +71,11 @@ impl Outcome {
                 return Self::Dns;
             }
             if let Some(io) = cause.downcast_ref::<io::Error>() {
+                // rustls reports a failed handshake (an untrusted certificate, a protocol
+                // mismatch) inside an I/O error, which the connector wraps in another.
+                if is_tls(io) {
+                    return Self::Tls;
+                }
                 match io.kind() {
                     io::ErrorKind::ConnectionRefused => return Self::ConnectRefused,
                     io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => {
@@ -88,5 +97,14 @@ impl Outcome {
         } else {
             Self::OtherError
         }
+    }
+}
+
+/// Whether `error`, or an I/O error it wraps, is a TLS error.
+fn is_tls(error: &io::Error) -> bool {
+    match error.get_ref() {
+        Some(inner) if inner.is::<rustls::Error>() => true,
+        Some(inner) => inner.downcast_ref::<io::Error>().is_some_and(is_tls),
+        None => false,
     }
 }

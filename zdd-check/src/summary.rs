@@ -2,6 +2,7 @@
 
 use std::{collections::BTreeMap, fmt::Write, time::Duration};
 
+use hdrhistogram::Histogram;
 use serde_json::json;
 
 use crate::outcome::Outcome;
@@ -10,7 +11,6 @@ use crate::outcome::Outcome;
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
     pub(crate) outcomes: BTreeMap<Outcome, u64>,
-    pub(crate) latencies: Vec<Duration>,
     pub(crate) versions: BTreeMap<String, u64>,
     pub(crate) first_errors: Vec<String>,
     /// Pauses after failed connects, and their total length.
@@ -24,7 +24,8 @@ pub(crate) struct Seen {
 pub struct Summary {
     version_header: String,
     outcomes: BTreeMap<Outcome, u64>,
-    latencies: Vec<Duration>,
+    /// Latencies of successful requests, in microseconds.
+    latencies: Histogram<u64>,
     versions: BTreeMap<String, u64>,
     first_errors: Vec<String>,
     backoffs: u64,
@@ -32,12 +33,21 @@ pub struct Summary {
     pub(crate) elapsed: Duration,
 }
 
+/// A histogram of latencies in microseconds, from 1 µs to an hour, to three significant
+/// digits: percentiles in constant memory (a few hundred KB) however long the run.
+pub(crate) fn latency_histogram() -> Histogram<u64> {
+    match Histogram::new_with_bounds(1, 3_600_000_000, 3) {
+        Ok(histogram) => histogram,
+        Err(_) => unreachable!("the bounds are valid"),
+    }
+}
+
 impl Summary {
-    pub(crate) fn new(version_header: &str) -> Self {
+    pub(crate) fn new(version_header: &str, latencies: Histogram<u64>) -> Self {
         Self {
             version_header: version_header.to_owned(),
             outcomes: BTreeMap::new(),
-            latencies: Vec::new(),
+            latencies,
             versions: BTreeMap::new(),
             first_errors: Vec::new(),
             backoffs: 0,
@@ -50,7 +60,6 @@ impl Summary {
         for (outcome, n) in seen.outcomes {
             *self.outcomes.entry(outcome).or_default() += n;
         }
-        self.latencies.extend(seen.latencies);
         for (version, n) in seen.versions {
             *self.versions.entry(version).or_default() += n;
         }
@@ -112,13 +121,14 @@ impl Summary {
         self.elapsed
     }
 
-    /// The latency below which `percent` of successful requests answered.
+    /// The latency below which `percent` of successful requests answered (to three
+    /// significant digits).
     fn percentile(&self, percent: f64) -> Option<Duration> {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        let last = sorted.len().checked_sub(1)?;
-        let rank = ((percent / 100.0) * last as f64).round() as usize;
-        sorted.get(rank.min(last)).copied()
+        if self.latencies.is_empty() {
+            return None;
+        }
+        let micros = self.latencies.value_at_quantile(percent / 100.0);
+        Some(Duration::from_micros(micros))
     }
 
     /// Reasons to fail the run: nothing sent, more failures than `max_failures`, a p99
@@ -215,5 +225,46 @@ impl Summary {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_come_from_the_histogram_to_three_digits() {
+        let mut latencies = latency_histogram();
+        for ms in 1..=1_000_u64 {
+            latencies.record(ms * 1_000).unwrap();
+        }
+        let summary = Summary::new("x-version", latencies);
+        let near = |percent: f64, ms: u64| {
+            let got = summary.percentile(percent).unwrap().as_micros() as f64;
+            let want = (ms * 1_000) as f64;
+            assert!(
+                (got - want).abs() / want < 0.001,
+                "p{percent}: {got} µs, not {want}"
+            );
+        };
+        near(50.0, 500);
+        near(95.0, 950);
+        near(99.0, 990);
+        assert_eq!(
+            Summary::new("x", latency_histogram()).percentile(99.0),
+            None
+        );
+    }
+
+    #[test]
+    fn the_histogram_stays_the_same_size_however_many_it_counts() {
+        let mut latencies = latency_histogram();
+        let before = latencies.distinct_values();
+        for micros in (1..5_000_000_u64).step_by(7) {
+            latencies.saturating_record(micros);
+        }
+        latencies.saturating_record(u64::MAX);
+        assert_eq!(latencies.distinct_values(), before);
+        assert_eq!(latencies.len(), 714_286 + 1);
     }
 }

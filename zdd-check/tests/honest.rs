@@ -181,8 +181,31 @@ async fn a_refused_connection_is_counted_and_a_clean_run_passes() {
 fn bad_input_is_refused_with_exit_code_2_and_the_option_named() {
     let url = "http://127.0.0.1:1/";
     let table: &[(&[&str], &str)] = &[
-        (&["https://example.invalid/"], "https is not supported"),
-        (&["ftp://example.invalid/"], "must start with http://"),
+        (
+            &["ftp://example.invalid/"],
+            "must start with http:// or https://",
+        ),
+        (
+            &[url, "--insecure"],
+            "--cacert and --insecure are for https:// URLs",
+        ),
+        (
+            &["https://127.0.0.1:1/", "--cacert", "/nonexistent/ca.pem"],
+            "--cacert /nonexistent/ca.pem: cannot read",
+        ),
+        (
+            &["https://127.0.0.1:1/", "--cacert", "/dev/null"],
+            "--cacert /dev/null: no certificate in it",
+        ),
+        (
+            &[
+                "https://127.0.0.1:1/",
+                "--cacert",
+                "/dev/null",
+                "--insecure",
+            ],
+            "cannot be used with",
+        ),
         (
             &["http://127.0.0.1:99999/"],
             "port \"99999\" is not a port number (1 to 65535)",
@@ -365,4 +388,96 @@ async fn h2c_speaks_http2_with_prior_knowledge() {
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(summary["versions"]["h2"], 20, "{summary}");
     assert_eq!(http2_requests.load(Ordering::SeqCst), 20);
+}
+
+/// An HTTPS server (rustls) with a fresh self-signed certificate for `localhost`: its port
+/// and the certificate as PEM.
+async fn https_server() -> (u16, String) {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_request| async {
+                    let mut response = http::Response::new(http_body_util::Full::new(
+                        bytes::Bytes::from_static(b"ok"),
+                    ));
+                    response
+                        .headers_mut()
+                        .insert("x-version", http::HeaderValue::from_static("tls"));
+                    Ok::<_, std::convert::Infallible>(response)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, certified.cert.pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_checked_with_the_trust_it_is_given() {
+    let (port, pem) = https_server().await;
+    let dir = std::env::temp_dir().join(format!("zdd-check-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("server.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let url = format!("https://localhost:{port}/");
+    let ca = ca.display().to_string();
+    let run = |extra: &'static [&'static str], ca: Option<String>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec![
+                url.as_str(),
+                "--requests",
+                "50",
+                "--concurrency",
+                "2",
+                "--json",
+            ];
+            args.extend_from_slice(extra);
+            if let Some(ca) = &ca {
+                args.extend_from_slice(&["--cacert", ca.as_str()]);
+            }
+            let (code, stdout) = zdd_check(&args);
+            (code, serde_json::from_str::<Value>(&stdout).unwrap())
+        })
+    };
+
+    let (code, summary) = run(&[], Some(ca)).await.unwrap();
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(summary["ok"], 50, "{summary}");
+    assert_eq!(summary["versions"]["tls"], 50, "{summary}");
+
+    let (code, summary) = run(&["--insecure"], None).await.unwrap();
+    assert_eq!(code, Some(0), "{summary}");
+
+    // The system does not trust a fresh self-signed certificate: every request fails, by
+    // kind, and nothing is retried.
+    let (code, summary) = run(&[], None).await.unwrap();
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(summary["failures"]["tls_error"], 50, "{summary}");
+    let _ = std::fs::remove_dir_all(dir);
 }
