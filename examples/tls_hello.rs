@@ -8,8 +8,9 @@
 //! curl -k https://localhost:3443/     # hello over TLS; renew the files and it picks them up
 //! ```
 //!
-//! `TLS_CERT` and `TLS_KEY` name the PEM files, `PORT` (default 3443) the port; the `ZDD_*`
-//! timings come from the environment.
+//! `TLS_CERT` and `TLS_KEY` name the PEM files, `PORT` (default 3443) the port, `APP_VERSION`
+//! is sent as `X-Version`; the `ZDD_*` timings (and `ZDD_ADMIN_ADDR`, for probes over plain
+//! HTTP on a port of their own) come from the environment.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -30,6 +31,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
     else {
         return Err("set TLS_CERT and TLS_KEY to a PEM certificate and key; make a self-signed pair with: openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=localhost -keyout key.pem -out cert.pem".into());
     };
+    let version = common::app_version()?;
     let tls = RustlsAcceptor::from_pem_files(cert, key)?;
     let _watching = tls.watch(Duration::from_secs(10));
 
@@ -49,7 +51,7 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
             format!("hello over TLS, {peer}\n")
         }),
     );
-    let report = zdd::axum::serve(listener, app, lifecycle)
+    let report = zdd::axum::serve(listener, common::with_version(app, version), lifecycle)
         .acceptor(tls)
         .connect_info(ConnectInfo::<SocketAddr>)
         .await;

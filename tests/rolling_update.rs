@@ -47,9 +47,14 @@ enum Checks {
 
 /// Replaces two `v1` instances of `server` by two `v2` ones, one at a time, behind HAProxy,
 /// under load.
+///
+/// `tls_hello` is served over HTTPS (a fresh self-signed certificate), HAProxy in `mode tcp`
+/// passes TLS through, and both load generators trust that certificate.
 async fn rolling_update(mode: Mode, server: &str, checks: Checks) -> Option<Outcome> {
     let haproxy_bin = haproxy()?;
     let binary = example(server);
+    let certificates = TempDir::new();
+    let tls = (server == "tls_hello").then(|| self_signed(&certificates.0));
     let admin_ports: Vec<u16> = match checks {
         Checks::Public => Vec::new(),
         Checks::Admin => (0..4).map(|_| free_port()).collect(),
@@ -62,6 +67,10 @@ async fn rolling_update(mode: Mode, server: &str, checks: Checks) -> Option<Outc
         if let Some(admin) = admin_ports.get(i) {
             env.push(("ZDD_ADMIN_ADDR".to_owned(), format!("127.0.0.1:{admin}")));
             env.push(("ZDD_PUBLIC_PROBES".to_owned(), "false".to_owned()));
+        }
+        if let Some((cert, key)) = &tls {
+            env.push(("TLS_CERT".to_owned(), cert.display().to_string()));
+            env.push(("TLS_KEY".to_owned(), key.display().to_string()));
         }
         env
     };
@@ -90,8 +99,19 @@ async fn rolling_update(mode: Mode, server: &str, checks: Checks) -> Option<Outc
             && s.get("new-2").is_some_and(|v| v.starts_with("DOWN"))
     });
 
-    let checker = Checker::start(haproxy.port);
-    let load = load(haproxy.port, 8);
+    let (checker, load) = match &tls {
+        None => (Checker::start(haproxy.port), load(haproxy.port, 8)),
+        Some((cert, _)) => {
+            let cacert = cert.display().to_string();
+            (
+                Checker::start_on(
+                    &format!("https://localhost:{}/", haproxy.port),
+                    &["--cacert", &cacert],
+                ),
+                load_tls(haproxy.port, 8, cert),
+            )
+        }
+    };
     until("traffic flows", || load.ok() > 200).await;
 
     let mut exits = Vec::new();
@@ -205,6 +225,20 @@ async fn rolling_update_with_health_checks_on_the_admin_port_fails_nothing() {
     };
     eprintln!(
         "rolling update, checks on the admin port: {} ok, failures {:?}",
+        outcome.tally.ok(),
+        outcome.tally.failures()
+    );
+    assert_nothing_failed(outcome);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_over_tls_fails_nothing() {
+    // HAProxy passes TLS through (`mode tcp`) and checks the admin port's readiness.
+    let Some(outcome) = rolling_update(Mode::Tcp, "tls_hello", Checks::Admin).await else {
+        return;
+    };
+    eprintln!(
+        "rolling update over TLS: {} ok, failures {:?}",
         outcome.tally.ok(),
         outcome.tally.failures()
     );

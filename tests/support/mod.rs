@@ -121,9 +121,15 @@ pub struct Checker {
 
 impl Checker {
     pub fn start(port: u16) -> Self {
+        Self::start_on(&format!("http://127.0.0.1:{port}/"), &[])
+    }
+
+    /// Starts it on `url`, with `extra` arguments (such as `--cacert FILE`).
+    pub fn start_on(url: &str, extra: &[&str]) -> Self {
         let binary = built(&["-p", "zdd-check"], "zdd-check");
         let child = Command::new(binary)
-            .arg(format!("http://127.0.0.1:{port}/"))
+            .arg(url)
+            .args(extra)
             .args(["--concurrency", "4", "--duration", "120s", "--json"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -639,6 +645,27 @@ pub fn kill(signal: &str, pid: u32) {
 pub fn load(port: u16, concurrency: usize) -> zdd_check::Load {
     let url = format!("http://127.0.0.1:{port}/").parse().unwrap();
     zdd_check::Load::start(zdd_check::Plan::new(url).concurrency(concurrency))
+}
+
+/// The same load over HTTPS, trusting the certificates in `ca` (PEM).
+pub fn load_tls(port: u16, concurrency: usize, ca: &Path) -> zdd_check::Load {
+    let url = format!("https://localhost:{port}/").parse().unwrap();
+    let trust = zdd_check::client_config(&zdd_check::Trust::CaFile(ca.to_owned())).unwrap();
+    zdd_check::Load::start(
+        zdd_check::Plan::new(url)
+            .concurrency(concurrency)
+            .tls(trust),
+    )
+}
+
+/// A self-signed certificate for `localhost` and its key, as PEM files in `dir`:
+/// (certificate, key).
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
 }
 
 /// Waits (bounded, real time) until `done` holds, letting the load run meanwhile.

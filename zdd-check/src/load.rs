@@ -398,8 +398,18 @@ where
     C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
 {
     let started = Instant::now();
+    let mut unsent = 0;
     let answer = tokio::time::timeout(plan.timeout, async {
-        let response = client.get(url).await?;
+        // A request the client never sent (its kept-alive connection closed as it was
+        // picked) is sent again once on a new connection, as every client does; it is
+        // counted apart, and the second attempt's outcome is the request's.
+        let response = match client.get(url.clone()).await {
+            Err(error) if Outcome::never_sent(&error) => {
+                unsent += 1;
+                client.get(url).await?
+            }
+            response => response?,
+        };
         let outcome = Outcome::from_status(response.status());
         let version = response
             .headers()
@@ -413,6 +423,7 @@ where
         }
     })
     .await;
+    seen.unsent_retried += unsent;
     let outcome = match answer {
         Ok(Ok((outcome, version))) => {
             if outcome == Outcome::Ok {

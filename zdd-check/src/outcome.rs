@@ -60,6 +60,31 @@ impl Outcome {
         matches!(self, Self::ConnectRefused | Self::Dns)
     }
 
+    /// Whether the request provably never reached the server's application: its kept-alive
+    /// connection closed before the request was written (hyper's "canceled"), or an HTTP/2
+    /// server refused the stream (a GOAWAY whose last stream came before it, or
+    /// `REFUSED_STREAM`), which promises it was not processed (RFC 9113 §8.7).
+    pub(crate) fn never_sent(error: &hyper_util::client::legacy::Error) -> bool {
+        let mut source = error.source();
+        while let Some(cause) = source {
+            if cause
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_canceled)
+            {
+                return true;
+            }
+            if let Some(h2) = cause.downcast_ref::<h2::Error>()
+                && h2.is_remote()
+                && (h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR)
+                    || h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+            {
+                return true;
+            }
+            source = cause.source();
+        }
+        false
+    }
+
     /// Classifies a client error by walking its sources (an error without a source that
     /// fits no kind is `other_error`).
     pub(crate) fn from_error(error: &hyper_util::client::legacy::Error) -> Self {

@@ -16,6 +16,8 @@ pub(crate) struct Seen {
     /// Pauses after failed connects, and their total length.
     pub(crate) backoffs: u64,
     pub(crate) backed_off: Duration,
+    /// Requests never sent (their connection closed first), sent again.
+    pub(crate) unsent_retried: u64,
 }
 
 /// What a [`Load`](crate::Load) saw, added up: totals, failures by kind, latency
@@ -30,6 +32,7 @@ pub struct Summary {
     first_errors: Vec<String>,
     backoffs: u64,
     backed_off: Duration,
+    unsent_retried: u64,
     pub(crate) elapsed: Duration,
 }
 
@@ -52,6 +55,7 @@ impl Summary {
             first_errors: Vec::new(),
             backoffs: 0,
             backed_off: Duration::ZERO,
+            unsent_retried: 0,
             elapsed: Duration::ZERO,
         }
     }
@@ -67,6 +71,7 @@ impl Summary {
         self.first_errors.truncate(10);
         self.backoffs += seen.backoffs;
         self.backed_off += seen.backed_off;
+        self.unsent_retried += seen.unsent_retried;
     }
 
     /// Requests sent.
@@ -113,6 +118,15 @@ impl Summary {
     #[must_use]
     pub fn first_errors(&self) -> &[String] {
         &self.first_errors
+    }
+
+    /// Requests that provably never reached the server's application (their kept-alive
+    /// connection closed as it was picked, or an HTTP/2 server refused the stream with
+    /// GOAWAY or `REFUSED_STREAM`), each sent again once on a new connection, as clients
+    /// do. Not failures: nothing was processed; counted so nothing is hidden.
+    #[must_use]
+    pub fn unsent_retried(&self) -> u64 {
+        self.unsent_retried
     }
 
     /// How long the load ran.
@@ -174,6 +188,7 @@ impl Summary {
             "reasons": verdict,
             "first_errors": self.first_errors,
             "connect_backoff": { "pauses": self.backoffs, "total_ms": self.backed_off.as_secs_f64() * 1e3 },
+            "unsent_retried": self.unsent_retried,
         })
         .to_string()
     }
@@ -216,6 +231,13 @@ impl Summary {
                 "connects failed: clients paused {} times ({:.1}s in all) before trying again",
                 self.backoffs,
                 self.backed_off.as_secs_f64()
+            );
+        }
+        if self.unsent_retried > 0 {
+            let _ = writeln!(
+                out,
+                "never processed, sent again: {} (their connection closed as they were sent, or HTTP/2 refused the stream)",
+                self.unsent_retried
             );
         }
         match verdict.is_empty() {
