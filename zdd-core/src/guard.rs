@@ -8,7 +8,7 @@ use std::{fmt, sync::Arc, sync::atomic::AtomicU8, sync::atomic::Ordering, time::
 
 use http::Method;
 
-use crate::{Phase, PhaseReached, Protocol, shared::Shared};
+use crate::{Phase, PhaseReached, Protocol, shared::Shared, tracker::ListenerStats};
 
 /// How many requests aborted by forcing are logged one by one. Forcing a thousand streams
 /// must not write a thousand lines: the rest are counted, and the sequence logs one line
@@ -172,14 +172,21 @@ pub struct ConnectionGuard {
     shared: Arc<Shared>,
     /// Set once by [`ConnectionGuard::set_protocol`]; `Protocol::NONE` until then.
     protocol: AtomicU8,
+    /// The listener it came from, when the server registered one.
+    listener: Option<Arc<ListenerStats>>,
 }
 
 impl ConnectionGuard {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, listener: Option<Arc<ListenerStats>>) -> Self {
         shared.work().connections().acquire();
+        if let Some(listener) = &listener {
+            listener.accepted();
+            crate::metrics::connection_accepted(&listener.name);
+        }
         Self {
             shared,
             protocol: AtomicU8::new(Protocol::NONE),
+            listener,
         }
     }
 
@@ -250,11 +257,17 @@ impl Drop for ConnectionGuard {
             work.stats().protocol_closed(protocol);
         }
         let phase = self.shared.machine().phase();
-        if phase >= Phase::Forcing {
-            work.stats().connection_closed(true);
+        let closed = if phase >= Phase::Forcing {
             crate::metrics::forced_close("connection");
-        } else if phase.is_shutting_down() {
-            work.stats().connection_closed(false);
+            Some(true)
+        } else {
+            phase.is_shutting_down().then_some(false)
+        };
+        if let Some(forced) = closed {
+            work.stats().connection_closed(forced);
+            if let Some(listener) = &self.listener {
+                listener.closed(forced);
+            }
         }
         work.connections().release();
     }

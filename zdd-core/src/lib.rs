@@ -110,10 +110,10 @@ pub use self::{
     guard::{ConnectionGuard, RequestGuard},
     health::{Check, CheckOutput, CheckReport, HealthReport, Probe, StartupTask, Status, Verdict},
     hooks::{HookOutcome, HookOutput, HookReport},
-    lifecycle::{Lifecycle, LifecycleHandle, UpgradeRequests, WeakLifecycleHandle},
+    lifecycle::{Lifecycle, LifecycleHandle, ListenerTag, UpgradeRequests, WeakLifecycleHandle},
     machine::PhaseReached,
     phase::{Phase, Trigger},
-    report::{ForceReason, ShutdownReport},
+    report::{ForceReason, ListenerReport, ShutdownReport},
     stream::UntilDraining,
     tracker::Protocol,
 };

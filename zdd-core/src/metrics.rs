@@ -19,6 +19,7 @@
 //! | `zdd_health_check_status` | gauge | `probe`, `check` | 1 pass, 0.5 warn, 0 fail |
 //! | `zdd_health_check_duration_seconds` | histogram | `probe`, `check` | each check run's duration |
 //! | `zdd_upgrades_total` | counter | `outcome` (`succeeded`, `failed`) | in-place upgrades to a new process |
+//! | `zdd_connections_accepted_total` | counter | `listener` (its address) | connections accepted on each registered listener |
 //!
 //! Without the feature, every function here compiles to nothing.
 
@@ -59,6 +60,10 @@ mod enabled {
         counter!("zdd_upgrades_total", "outcome" => outcome).increment(1);
     }
 
+    pub(crate) fn connection_accepted(listener: &str) {
+        counter!("zdd_connections_accepted_total", "listener" => listener.to_owned()).increment(1);
+    }
+
     #[cfg(feature = "tower")]
     pub(crate) fn late_request_rejected() {
         counter!("zdd_late_requests_rejected_total").increment(1);
@@ -95,6 +100,7 @@ mod disabled {
     #[cfg(feature = "tower")]
     pub(crate) fn late_request_rejected() {}
     pub(crate) fn upgrade(_: &'static str) {}
+    pub(crate) fn connection_accepted(_: &str) {}
     pub(crate) fn check_result(_: &'static str, _: &str, _: f64, _: Duration) {}
     pub(crate) fn sample(_: &Work) {}
 }

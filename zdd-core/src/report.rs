@@ -49,6 +49,43 @@ pub struct ShutdownReport {
     pub(crate) tasks_unfinished: usize,
     pub(crate) hooks: Vec<HookReport>,
     pub(crate) upgrades_failed: u64,
+    pub(crate) listeners: Vec<ListenerReport>,
+}
+
+/// One listener's connections, in the [`ShutdownReport`]: how many it accepted over the
+/// lifecycle, and how many of them closed gracefully or forcibly after the trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerReport {
+    pub(crate) name: String,
+    pub(crate) accepted: u64,
+    pub(crate) connections_graceful: u64,
+    pub(crate) connections_forced: u64,
+}
+
+impl ListenerReport {
+    /// The listener's name (servers use its address).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Connections it accepted, over the whole lifecycle.
+    #[must_use]
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Its connections closed after the trigger and before forcing.
+    #[must_use]
+    pub fn connections_graceful(&self) -> u64 {
+        self.connections_graceful
+    }
+
+    /// Its connections closed by forcing.
+    #[must_use]
+    pub fn connections_forced(&self) -> u64 {
+        self.connections_forced
+    }
 }
 
 impl ShutdownReport {
@@ -129,6 +166,13 @@ impl ShutdownReport {
         &self.hooks
     }
 
+    /// Each listener the server registered, in order, with its connections (see
+    /// [`LifecycleHandle::register_listener`](crate::LifecycleHandle::register_listener)).
+    #[must_use]
+    pub fn listeners(&self) -> &[ListenerReport] {
+        &self.listeners
+    }
+
     /// In-place upgrades that did not take over (the new process exited or was not ready in
     /// time) during the lifecycle. They leave the service serving, so they do not make the
     /// shutdown less graceful.
@@ -189,6 +233,18 @@ impl fmt::Display for ShutdownReport {
             "  connections: {} closed gracefully, {} forced, {} left open",
             self.connections_graceful, self.connections_forced, self.left_open
         )?;
+        if self.listeners.len() > 1 {
+            for listener in &self.listeners {
+                writeln!(
+                    f,
+                    "    on {}: {} accepted, {} closed gracefully, {} forced",
+                    listener.name,
+                    listener.accepted,
+                    listener.connections_graceful,
+                    listener.connections_forced
+                )?;
+            }
+        }
         if self.tasks_unfinished > 0 {
             writeln!(
                 f,

@@ -115,6 +115,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
         tasks_unfinished,
         hooks,
         upgrades_failed: shared.upgrades().failed(),
+        listeners: work.stats().listener_tallies(),
     };
     info!(
         graceful = report.is_graceful(),

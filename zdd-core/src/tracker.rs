@@ -137,6 +137,28 @@ pub(crate) struct Stats {
     connections_forced: AtomicU64,
     /// Open connections whose protocol is known, by [`Protocol`] index.
     open_by_protocol: [AtomicUsize; 2],
+    /// The listeners servers registered, in order.
+    listeners: std::sync::Mutex<Vec<std::sync::Arc<ListenerStats>>>,
+}
+
+/// One listener's connection counts (see [`ListenerTag`](crate::ListenerTag)).
+#[derive(Debug, Default)]
+pub(crate) struct ListenerStats {
+    pub(crate) name: String,
+    accepted: AtomicU64,
+    graceful: AtomicU64,
+    forced: AtomicU64,
+}
+
+impl ListenerStats {
+    pub(crate) fn accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn closed(&self, forced: bool) {
+        let counter = if forced { &self.forced } else { &self.graceful };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The tallies at one moment, for the report.
@@ -170,6 +192,35 @@ impl Stats {
             false => &self.connections_graceful,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Registers a listener named `name`; its connections are counted apart too.
+    pub(crate) fn listener(&self, name: String) -> std::sync::Arc<ListenerStats> {
+        let stats = std::sync::Arc::new(ListenerStats {
+            name,
+            ..ListenerStats::default()
+        });
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(std::sync::Arc::clone(&stats));
+        stats
+    }
+
+    /// Each registered listener's counts, in registration order.
+    pub(crate) fn listener_tallies(&self) -> Vec<crate::report::ListenerReport> {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|stats| crate::report::ListenerReport {
+                name: stats.name.clone(),
+                accepted: get(&stats.accepted),
+                connections_graceful: get(&stats.graceful),
+                connections_forced: get(&stats.forced),
+            })
+            .collect()
     }
 
     pub(crate) fn protocol_opened(&self, protocol: Protocol) {

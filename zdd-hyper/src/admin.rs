@@ -63,7 +63,7 @@ impl fmt::Display for AdminError {
 pub(crate) fn open(
     given: Option<TcpListener>,
     config: &Config,
-    public: Option<SocketAddr>,
+    public: &[SocketAddr],
 ) -> Result<Option<TcpListener>, AdminError> {
     if given.is_some() {
         return Ok(given);
@@ -71,7 +71,7 @@ pub(crate) fn open(
     let Some(addr) = config.admin_addr() else {
         return Ok(None);
     };
-    if public.is_some_and(|public| overlaps(addr, public)) {
+    if public.iter().any(|public| overlaps(addr, *public)) {
         return Err(AdminError::SameAsPublic { addr });
     }
     crate::listen(addr, config)

@@ -11,6 +11,7 @@ use std::{
 };
 
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::either::Either;
 
 /// A source of connections for [`serve`](crate::serve).
 ///
@@ -185,6 +186,63 @@ impl Listener for tokio::net::UnixListener {
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
         Self::local_addr(self)
+    }
+
+    fn as_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(self))
+    }
+}
+
+/// Two kinds of listener served as one (with [`Serve::also`](crate::Serve::also) for the
+/// second): TCP and Unix, say. Each connection is the one kind or the other.
+impl<A: Listener, B: Listener> Listener for Either<A, B> {
+    type Io = Either<A::Io, B::Io>;
+    type Addr = Either<A::Addr, B::Addr>;
+
+    async fn accept(&mut self) -> io::Result<(Self::Io, Self::Addr)> {
+        match self {
+            Self::Left(a) => a
+                .accept()
+                .await
+                .map(|(io, addr)| (Either::Left(io), Either::Left(addr))),
+            Self::Right(b) => b
+                .accept()
+                .await
+                .map(|(io, addr)| (Either::Right(io), Either::Right(addr))),
+        }
+    }
+
+    fn accept_queued(&mut self) -> Option<io::Result<(Self::Io, Self::Addr)>> {
+        match self {
+            Self::Left(a) => a
+                .accept_queued()
+                .map(|r| r.map(|(io, addr)| (Either::Left(io), Either::Left(addr)))),
+            Self::Right(b) => b
+                .accept_queued()
+                .map(|r| r.map(|(io, addr)| (Either::Right(io), Either::Right(addr)))),
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        match self {
+            Self::Left(a) => a.local_addr().map(Either::Left),
+            Self::Right(b) => b.local_addr().map(Either::Right),
+        }
+    }
+
+    fn network_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Left(a) => a.network_addr(),
+            Self::Right(b) => b.network_addr(),
+        }
+    }
+
+    #[cfg(unix)]
+    fn as_socket(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            Self::Left(a) => a.as_socket(),
+            Self::Right(b) => b.as_socket(),
+        }
     }
 }
 

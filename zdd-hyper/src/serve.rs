@@ -15,7 +15,8 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tower_layer::Layer;
 use zdd_core::{
-    AdminService, Lifecycle, LifecycleHandle, ProbePaths, ShutdownReport, layer::ZddLayer,
+    AdminService, Lifecycle, LifecycleHandle, ListenerTag, ProbePaths, ShutdownReport,
+    layer::ZddLayer,
 };
 
 use crate::{
@@ -81,6 +82,7 @@ pub fn serve<L: Listener, S>(listener: L, service: S, lifecycle: Lifecycle) -> S
     let deadlines = Deadlines::from(lifecycle.config());
     Serve {
         listener,
+        more: Vec::new(),
         service,
         acceptor: DefaultAcceptor,
         connect_info: None,
@@ -98,6 +100,8 @@ pub fn serve<L: Listener, S>(listener: L, service: S, lifecycle: Lifecycle) -> S
 #[must_use = "a server does nothing until awaited"]
 pub struct Serve<L: Listener, S, A = DefaultAcceptor> {
     listener: L,
+    /// More listeners, added with [`Serve::also`].
+    more: Vec<L>,
     service: S,
     acceptor: A,
     connect_info: Option<ConnectInfo<L::Addr>>,
@@ -123,6 +127,7 @@ impl<L: Listener, S, A> Serve<L, S, A> {
     {
         let Self {
             listener,
+            more,
             service,
             acceptor: _,
             connect_info,
@@ -136,6 +141,7 @@ impl<L: Listener, S, A> Serve<L, S, A> {
         } = self;
         Serve {
             listener,
+            more,
             service,
             acceptor,
             connect_info,
@@ -147,6 +153,40 @@ impl<L: Listener, S, A> Serve<L, S, A> {
             deadlines,
             max_connections,
         }
+    }
+
+    /// Serves `listener` too, with the same service, lifecycle and settings: an IPv6 address
+    /// beside an IPv4 one, a second port. Each listener keeps accepting while unready,
+    /// serves its backlog and closes at the drain; the report
+    /// ([`ShutdownReport::listeners`](zdd_core::ShutdownReport::listeners)) and the
+    /// `zdd_connections_accepted_total{listener}` metric count each one's connections apart.
+    /// For listeners of different kinds (TCP and Unix), serve a
+    /// [`tokio_util::either::Either`] of them. Default is the one listener given to
+    /// [`serve`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use zdd_core::{Config, Lifecycle};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let v4 = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let v6 = tokio::net::TcpListener::bind("[::1]:0").await.or(tokio::net::TcpListener::bind("127.0.0.1:0").await)?;
+    /// let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+    ///     Ok::<_, Infallible>(http::Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+    /// });
+    /// let lifecycle = Lifecycle::new(Config::default());
+    /// # lifecycle.handle().shutdown();
+    /// let report = zdd_hyper::serve(v4, app, lifecycle).also(v6).await;
+    /// assert_eq!(report.listeners().len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn also(mut self, listener: L) -> Self {
+        self.more.push(listener);
+        self
     }
 
     /// Puts `info(peer)`, made from each connection's peer address (the listener's
@@ -346,6 +386,7 @@ impl<L: Listener, S, A> std::fmt::Debug for Serve<L, S, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let Self {
             listener: _,
+            more,
             service: _,
             acceptor: _,
             connect_info,
@@ -363,6 +404,7 @@ impl<L: Listener, S, A> std::fmt::Debug for Serve<L, S, A> {
             .field("admin", admin)
             .field("admin_listener", admin_listener)
             .field("connect_info", &connect_info.is_some())
+            .field("listeners", &(1 + more.len()))
             .field("deadlines", deadlines)
             .field("max_connections", max_connections)
             .finish_non_exhaustive()
@@ -381,6 +423,7 @@ where
     fn into_future(self) -> Self::IntoFuture {
         let Self {
             listener,
+            more,
             service,
             acceptor,
             connect_info,
@@ -397,25 +440,56 @@ where
             (None, Some(paths)) => admin.probes(paths.clone()),
             _ => admin,
         };
-        let public_addr = listener.network_addr();
-        // A copy of the listening socket for an upgrade's new process.
-        let public_socket = listener
-            .as_socket()
-            .and_then(|socket| socket.try_clone_to_owned().ok());
-        let accept = AcceptLoop {
-            listener,
-            service: layer.layer(service),
-            acceptor: Arc::new(acceptor),
-            connect_info,
-            builder: Arc::new(builder),
-            handle: handle.clone(),
-            deadlines,
-            limit: max_connections.map(|n| Arc::new(Semaphore::new(n))),
-        };
+        let listeners: Vec<L> = std::iter::once(listener).chain(more).collect();
+        let public_addrs: Vec<_> = listeners
+            .iter()
+            .filter_map(Listener::network_addr)
+            .collect();
+        // Copies of the listening sockets for an upgrade's new process.
+        let mut sockets: Vec<upgrade::Socket> = listeners
+            .iter()
+            .map_while(|listener| listener.as_socket()?.try_clone_to_owned().ok())
+            .enumerate()
+            .map(|(i, fd)| upgrade::Socket {
+                name: if i == 0 {
+                    "public".to_owned()
+                } else {
+                    format!("public{}", i + 1)
+                },
+                fd,
+            })
+            .collect();
+        if sockets.len() < listeners.len() {
+            // One that cannot be handed over: no upgrades.
+            sockets.clear();
+        }
+        let service = layer.layer(service);
+        let acceptor = Arc::new(acceptor);
+        let builder = Arc::new(builder);
+        let limit = max_connections.map(|n| Arc::new(Semaphore::new(n)));
+        let loops: Vec<_> = listeners
+            .into_iter()
+            .map(|listener| {
+                let name = listener
+                    .local_addr()
+                    .map_or_else(|_| "unknown".to_owned(), |addr| format!("{addr:?}"));
+                AcceptLoop {
+                    tag: handle.register_listener(name),
+                    listener,
+                    service: service.clone(),
+                    acceptor: Arc::clone(&acceptor),
+                    connect_info: connect_info.clone(),
+                    builder: Arc::clone(&builder),
+                    handle: handle.clone(),
+                    deadlines,
+                    limit: limit.clone(),
+                }
+            })
+            .collect();
         ServeFuture {
             inner: Box::pin(async move {
                 let admin_listener =
-                    match admin::open(admin_listener, lifecycle.config(), public_addr) {
+                    match admin::open(admin_listener, lifecycle.config(), &public_addrs) {
                         Ok(listener) => listener,
                         Err(error) => {
                             handle.fail_startup(&error);
@@ -425,25 +499,30 @@ where
                 // Cancelled once the report exists, or if this future is dropped.
                 let stop_admin = CancellationToken::new();
                 let _stop_admin = stop_admin.clone().drop_guard();
-                let mut sockets = Vec::new();
-                if let Some(fd) = public_socket {
-                    sockets.push(upgrade::Socket { name: "public", fd });
-                    if let Some(fd) = admin_listener
+                if !sockets.is_empty()
+                    && let Some(fd) = admin_listener
                         .as_ref()
                         .and_then(|l| std::os::fd::AsFd::as_fd(l).try_clone_to_owned().ok())
-                    {
-                        sockets.push(upgrade::Socket { name: "admin", fd });
-                    }
+                {
+                    sockets.push(upgrade::Socket {
+                        name: "admin".to_owned(),
+                        fd,
+                    });
                 }
                 if let Some(admin_listener) = admin_listener {
                     tokio::spawn(admin::run(admin_listener, admin, stop_admin));
                 }
                 let upgrades = (!sockets.is_empty())
                     .then(|| tokio::spawn(upgrade::run(handle.clone(), sockets)));
-                // Tracked, so the drain also waits for the listener to close.
-                let accepting = tokio::spawn(handle.track_future(accept.run()));
+                // Tracked, so the drain also waits for the listeners to close.
+                let accepting: Vec<_> = loops
+                    .into_iter()
+                    .map(|accept| tokio::spawn(handle.track_future(accept.run())))
+                    .collect();
                 let report = lifecycle.run().await;
-                accepting.abort();
+                for accepting in accepting {
+                    accepting.abort();
+                }
                 if let Some(upgrades) = upgrades {
                     upgrades.abort();
                 }
@@ -492,6 +571,8 @@ type ConnectInfo<Addr> = Arc<dyn Fn(&Addr) -> Insert + Send + Sync>;
 
 struct AcceptLoop<L: Listener, S, A> {
     listener: L,
+    /// Counts this listener's connections apart.
+    tag: ListenerTag,
     service: S,
     acceptor: Arc<A>,
     connect_info: Option<ConnectInfo<L::Addr>>,
@@ -585,7 +666,7 @@ where
     /// connection counts from here, not from the task's first poll: the drain must not see
     /// zero connections while accepted ones wait to be polled.
     fn spawn(&self, io: L::Io, peer: &L::Addr, permit: Option<OwnedSemaphorePermit>) {
-        let guard = self.handle.track_connection();
+        let guard = self.tag.track_connection();
         let accepted = tokio::time::Instant::now();
         let acceptor = Arc::clone(&self.acceptor);
         let (service, builder, deadlines) = (

@@ -38,7 +38,7 @@ pub(crate) fn remember_program() {
 /// A listening socket to hand over, and its name in `LISTEN_FDNAMES`.
 #[derive(Debug)]
 pub(crate) struct Socket {
-    pub(crate) name: &'static str,
+    pub(crate) name: String,
     pub(crate) fd: OwnedFd,
 }
 
@@ -109,7 +109,7 @@ async fn attempt(sockets: &[Socket], timeout: Duration) -> Result<u32, Failed> {
     let dir = ReadyDir::create().map_err(|e| Failed::Start(program.clone(), e))?;
     let ready = UnixDatagram::bind(dir.socket()).map_err(|e| Failed::Start(program.clone(), e))?;
     let mut command = tokio::process::Command::new(program);
-    let names: Vec<&str> = sockets.iter().map(|socket| socket.name).collect();
+    let names: Vec<&str> = sockets.iter().map(|socket| socket.name.as_str()).collect();
     command
         .args(args)
         .env("LISTEN_FDS", sockets.len().to_string())

@@ -148,3 +148,126 @@ async fn serving_on_a_network_address_without_a_propagation_delay_warns() {
         .collect();
     assert_eq!(warnings.len(), 1, "{logs}");
 }
+
+/// One request on `stream` with `Connection: close`; the body.
+async fn get_on<S>(mut stream: S) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(BOUND, stream.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    response
+}
+
+#[tokio::test]
+async fn a_tcp_and_a_unix_listener_share_one_lifecycle_and_both_drain() {
+    use tokio_util::either::Either;
+
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp_addr = tcp.local_addr().unwrap();
+    let dir = std::env::temp_dir().join(format!("zdd-two-listeners-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("app.sock");
+    let _ = std::fs::remove_file(&path);
+    let unix = tokio::net::UnixListener::bind(&path).unwrap();
+
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let app = {
+        let release = std::sync::Arc::clone(&release);
+        tower::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let release = std::sync::Arc::clone(&release);
+            let started = started_tx.clone();
+            async move {
+                if request.uri().path() == "/slow" {
+                    let released = release.notified();
+                    let _ = started.send(());
+                    released.await;
+                }
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"ok"),
+                )))
+            }
+        })
+    };
+    let config = zdd_core::Config::builder()
+        .propagation_delay(Duration::ZERO)
+        .build()
+        .unwrap();
+    let lifecycle = zdd_core::Lifecycle::new(config);
+    let handle = lifecycle.handle();
+    let served = tokio::spawn(
+        zdd_hyper::serve(Either::Left(tcp), app, lifecycle)
+            .also(Either::Right(unix))
+            .into_future(),
+    );
+
+    assert!(
+        get_on(TcpStream::connect(tcp_addr).await.unwrap())
+            .await
+            .ends_with("ok")
+    );
+    for _ in 0..2 {
+        let answer = get_on(tokio::net::UnixStream::connect(&path).await.unwrap()).await;
+        assert!(answer.ends_with("ok"), "{answer}");
+    }
+    // A slow request in flight on each when the shutdown starts.
+    let slow = |stream: Either<TcpStream, tokio::net::UnixStream>| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buffer = vec![0; 1024];
+        let n = stream.read(&mut buffer).await.unwrap();
+        String::from_utf8_lossy(&buffer[..n]).into_owned()
+    };
+    let on_tcp = tokio::spawn(slow(Either::Left(
+        TcpStream::connect(tcp_addr).await.unwrap(),
+    )));
+    let on_unix = tokio::spawn(slow(Either::Right(
+        tokio::net::UnixStream::connect(&path).await.unwrap(),
+    )));
+    started.recv().await.unwrap();
+    started.recv().await.unwrap();
+    handle.shutdown();
+    handle.draining().await;
+    // Both listeners close at the drain.
+    tokio::time::timeout(BOUND, async {
+        while TcpStream::connect(tcp_addr).await.is_ok()
+            || tokio::net::UnixStream::connect(&path).await.is_ok()
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a listener stayed open");
+    release.notify_waiters();
+    assert!(on_tcp.await.unwrap().ends_with("ok"));
+    assert!(on_unix.await.unwrap().ends_with("ok"));
+
+    let report = tokio::time::timeout(BOUND, served).await.unwrap().unwrap();
+    assert!(report.is_graceful(), "{report}");
+    let listeners = report.listeners();
+    assert_eq!(listeners.len(), 2, "{report}");
+    assert!(
+        listeners[0].name().contains(&tcp_addr.to_string()),
+        "{report}"
+    );
+    assert!(listeners[1].name().contains("app.sock"), "{report}");
+    assert_eq!(listeners[0].accepted(), 2, "{report}");
+    assert_eq!(listeners[1].accepted(), 3, "{report}");
+    assert_eq!(listeners[0].connections_graceful(), 1, "{report}");
+    assert_eq!(listeners[1].connections_graceful(), 1, "{report}");
+    assert!(report.to_string().contains("app.sock"), "{report}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -287,7 +287,19 @@ impl LifecycleHandle {
     /// until the socket itself is dropped, also after an HTTP upgrade.
     #[must_use = "the connection is tracked only while the guard is alive"]
     pub fn track_connection(&self) -> ConnectionGuard {
-        ConnectionGuard::new(Arc::clone(&self.shared))
+        ConnectionGuard::new(Arc::clone(&self.shared), None)
+    }
+
+    /// Registers a listener named `name` (servers use its address), so its connections are
+    /// also counted apart: in [`ShutdownReport::listeners`](crate::ShutdownReport::listeners)
+    /// and the `zdd_connections_accepted_total{listener}` metric. Track its connections
+    /// with [`ListenerTag::track_connection`].
+    #[must_use]
+    pub fn register_listener(&self, name: impl Into<String>) -> ListenerTag {
+        ListenerTag {
+            shared: Arc::clone(&self.shared),
+            stats: self.shared.work().stats().listener(name.into()),
+        }
     }
 
     /// Requests in flight now.
@@ -544,6 +556,36 @@ impl WeakLifecycleHandle {
 impl fmt::Debug for WeakLifecycleHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WeakLifecycleHandle")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A listener registered with [`LifecycleHandle::register_listener`]: tracks connections
+/// like [`LifecycleHandle::track_connection`], and counts them for this listener too.
+#[derive(Clone)]
+pub struct ListenerTag {
+    shared: Arc<Shared>,
+    stats: Arc<crate::tracker::ListenerStats>,
+}
+
+impl ListenerTag {
+    /// Tracks one connection accepted on this listener until the guard is dropped.
+    #[must_use = "the connection is tracked only while the guard is alive"]
+    pub fn track_connection(&self) -> ConnectionGuard {
+        ConnectionGuard::new(Arc::clone(&self.shared), Some(Arc::clone(&self.stats)))
+    }
+
+    /// The listener's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.stats.name
+    }
+}
+
+impl fmt::Debug for ListenerTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerTag")
+            .field("name", &self.name())
             .finish_non_exhaustive()
     }
 }

@@ -40,7 +40,7 @@ mod requests;
 use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use self::{
-    handle::{LifecycleHandle, WeakLifecycleHandle},
+    handle::{LifecycleHandle, ListenerTag, WeakLifecycleHandle},
     requests::UpgradeRequests,
 };
 use crate::{Config, report::ShutdownReport, shared::Shared};
