@@ -59,6 +59,7 @@ impl Source {
         if chain.is_empty() {
             return Err(TlsError::new(&self.cert, "no certificate in it"));
         }
+        warn_if_expiring(&self.cert, &chain[0]);
         let key_pem = read(&self.key)?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|error| match error {
             rustls_pki_types::pem::Error::NoItemsFound => {
@@ -91,6 +92,28 @@ impl Source {
     fn modified(&self) -> Option<SystemTime> {
         let time = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
         time(&self.cert).max(time(&self.key))
+    }
+}
+
+/// A certificate this close to its end is warned about at load.
+const EXPIRY_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Logs a warning when the leaf certificate has expired, or expires within
+/// [`EXPIRY_WARNING`]: clients will refuse it, and a renewal is due. It is still served
+/// (the clock may be wrong; an operator decides).
+fn warn_if_expiring(path: &Path, leaf: &CertificateDer<'_>) {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+        return;
+    };
+    let not_after = cert.validity().not_after.timestamp();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let left = not_after - now;
+    if left <= 0 {
+        tracing::warn!(target: "zdd", cert = %path.display(), expired_s_ago = -left, "the TLS certificate has expired: clients will refuse it");
+    } else if left < i64::try_from(EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX) {
+        tracing::warn!(target: "zdd", cert = %path.display(), expires_in_s = left, "the TLS certificate expires within a week");
     }
 }
 

@@ -244,3 +244,58 @@ fn bad_certificate_files_are_errors_naming_the_file_and_the_reason() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_expired_certificate_loads_with_a_warning() {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let dir = temp_dir();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.join("old.crt"), dir.join("old.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let loaded = tracing::subscriber::with_default(subscriber, || {
+        RustlsAcceptor::from_pem_files(&cert_path, &key_path)
+    });
+    assert!(loaded.is_ok(), "an expired certificate still loads");
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("WARN") && logs.contains("the TLS certificate has expired"),
+        "{logs}"
+    );
+    // A fresh one says nothing.
+    let (fresh_cert, fresh_key, _) = certificate(&dir, "fresh");
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        RustlsAcceptor::from_pem_files(&fresh_cert, &fresh_key).unwrap();
+    });
+    assert!(capture.0.lock().unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
