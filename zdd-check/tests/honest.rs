@@ -481,3 +481,20 @@ async fn https_is_checked_with_the_trust_it_is_given() {
     assert_eq!(summary["failures"]["tls_error"], 50, "{summary}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn https_without_a_usable_trust_root_is_refused_at_start() {
+    // No system roots (rustls-native-certs reads these first), no --cacert.
+    let output = Command::new(env!("CARGO_BIN_EXE_zdd-check"))
+        .arg("https://127.0.0.1:1/")
+        .env("SSL_CERT_FILE", "/dev/null")
+        .env("SSL_CERT_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the system has no usable trust root; pass --cacert FILE"),
+        "{stderr}"
+    );
+}

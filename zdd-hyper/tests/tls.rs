@@ -299,3 +299,70 @@ fn an_expired_certificate_loads_with_a_warning() {
     assert!(capture.0.lock().unwrap().is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn silent_tcp_clients_on_the_tls_port_do_not_delay_a_handshake() {
+    let dir = temp_dir();
+    let (cert, key, der) = certificate(&dir, "a");
+    let tls = RustlsAcceptor::from_pem_files(&cert, &key).unwrap();
+    let server = start_with(config(0, 5_000), move |serve| serve.acceptor(tls)).await;
+    let client = connector(&[der], &[b"http/1.1"]);
+    let timed = || async {
+        let started = tokio::time::Instant::now();
+        let mut stream = tls_connect(&client, server.addr).await;
+        assert!(get_once(&mut stream, "/").await.starts_with("HTTP/1.1 200"));
+        started.elapsed()
+    };
+    let mut unloaded = Duration::MAX;
+    for _ in 0..5 {
+        unloaded = unloaded.min(timed().await);
+    }
+    let mut silent = Vec::new();
+    for _ in 0..100 {
+        silent.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    let mut loaded = Duration::MAX;
+    for _ in 0..5 {
+        loaded = loaded.min(timed().await);
+    }
+    println!("TLS handshake + request: {unloaded:?} alone, {loaded:?} beside 100 silent clients");
+    assert!(
+        loaded < unloaded + Duration::from_millis(100),
+        "silent clients delayed a handshake: {unloaded:?} alone, {loaded:?} beside them"
+    );
+    drop(silent);
+    server.handle.shutdown();
+    assert!(server.report().await.is_graceful());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_handshake_begun_before_the_shutdown_completes_and_is_served() {
+    let dir = temp_dir();
+    let (cert, key, der) = certificate(&dir, "a");
+    let tls = RustlsAcceptor::from_pem_files(&cert, &key).unwrap();
+    let server = start_with(support::config(500, 5_000), move |serve| {
+        serve.acceptor(tls)
+    })
+    .await;
+    // Accepted, its handshake waiting for the ClientHello, when the shutdown starts.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::timeout(BOUND, async {
+        while server.handle.open_connections() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    server.handle.shutdown();
+    let mut stream = connector(&[der], &[b"http/1.1"])
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("the handshake completes during the shutdown");
+    let response = get_once(&mut stream, "/").await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let report = server.report().await;
+    assert!(report.is_graceful(), "{report}");
+    assert_eq!(report.connections_graceful(), 1, "{report}");
+    let _ = std::fs::remove_dir_all(dir);
+}
