@@ -21,7 +21,7 @@
 
 mod support;
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use support::*;
 
@@ -321,7 +321,8 @@ async fn the_baseline_restarted_in_place_for_comparison() {
             .await
             .unwrap();
         current = start(version);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = load.ok();
+        until("the baseline answers again", || load.ok() > before + 300).await;
     }
     let tally = load.stop().await;
     report("stop then start", "baseline_axum_graceful", &tally);
