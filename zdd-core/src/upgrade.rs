@@ -3,18 +3,21 @@
 //! An upgrade starts a new process of the same program on the same listening sockets, and
 //! this one drains once the new one is ready. The core decides only whether an upgrade may
 //! start and records how it ended; a server adapter that can hand its sockets over (such
-//! as `zdd-hyper`'s `Serve`) takes [`UpgradeRequests`](crate::UpgradeRequests) and does the rest:
+//! as `zdd-hyper`'s `Serve`) takes the [`UpgradeRequests`] and does the rest:
 //!
 //! 1. [`LifecycleHandle::upgrade`](crate::LifecycleHandle::upgrade) (or `SIGHUP`) asks for
 //!    one. It is refused, with a log line, while another is in progress, once shutdown has
 //!    begun, or when no server takes requests.
 //! 2. The server starts the new process and waits, bounded by
 //!    [`Config::upgrade_timeout`](crate::Config::upgrade_timeout), until it reports ready.
-//! 3. Ready: [`UpgradeRequests::succeeded`](crate::UpgradeRequests::succeeded) triggers shutdown with
-//!    [`Trigger::Upgrade`](crate::Trigger::Upgrade),
-//!    which waits no propagation delay. Not ready (it exited, or the time ran out):
-//!    [`UpgradeRequests::failed`](crate::UpgradeRequests::failed) logs why and counts it in the report; this process serves
-//!    on, and a later request may try again.
+//! 3. Ready: [`UpgradeRequests::succeeded`] triggers shutdown with
+//!    [`Trigger::Upgrade`](crate::Trigger::Upgrade), which waits no propagation delay.
+//!    Not ready (it exited, or the time ran out): [`UpgradeRequests::failed`] logs why and
+//!    counts it in the report; this process serves on, and a later request may try again.
+//!
+//! [`UpgradeRequests`]: crate::UpgradeRequests
+//! [`UpgradeRequests::succeeded`]: crate::UpgradeRequests::succeeded
+//! [`UpgradeRequests::failed`]: crate::UpgradeRequests::failed
 
 use std::{
     fmt,
