@@ -45,11 +45,12 @@ impl From<&zdd_core::Config> for Deadlines {
 }
 
 /// How long an HTTP/1 connection must have been idle since its last answer before the
-/// drain closes it while nothing is on it. A client sends its next request on a kept-alive connection
-/// right after the last answer; a close in between loses that request (a client may retry
-/// only some requests, RFC 9112 §9.6). Requests that do come are answered with
+/// drain closes it while nothing is on it. A client sends its next request on a kept-alive
+/// connection right after the last answer; a close in between loses that request (a client
+/// may retry only some requests, RFC 9112 §9.6). Requests that do come are answered with
 /// `Connection: close`, which ends the connection after the answer; a connection quiet this
-/// long is closed at once.
+/// long is closed at once. Behind a load balancer it never applies: every answer during the
+/// propagation delay says `Connection: close`.
 const QUIET_BEFORE_CLOSE: Duration = Duration::from_millis(100);
 
 /// Adds a connection's connect info to a request's extensions.
