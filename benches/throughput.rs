@@ -15,11 +15,7 @@
 #[allow(dead_code)] // each driver uses a part of it
 mod common;
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{collections::BTreeMap, path::Path, process::Command};
 
 use axum::{Router, routing::get, serve::ListenerExt};
 
@@ -36,7 +32,7 @@ fn main() {
     let concurrency: usize = common::arg("--concurrency", 32);
     let servers = pick("--servers", &SERVERS);
     let protocols = pick("--protocols", &PROTOCOLS);
-    let checker = build_checker();
+    let checker = common::build_checker();
 
     let mut results: BTreeMap<(&str, &str), Vec<Measured>> = BTreeMap::new();
     for round in 0..rounds {
@@ -121,19 +117,6 @@ struct Measured {
     /// The server's CPU time (user + system) per request served, microseconds: the cost
     /// per request, which the other load on a shared machine disturbs less than the rate.
     cpu_us: f64,
-}
-
-fn build_checker() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "-p", "zdd-check"])
-        .current_dir(root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building zdd-check failed");
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    target.join("release").join("zdd-check")
 }
 
 /// Starts `kind`, loads it with zdd-check, stops it: (requests/s, p50 ms, p99 ms).

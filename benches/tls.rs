@@ -18,7 +18,7 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     sync::{
         Arc,
@@ -45,7 +45,7 @@ fn main() {
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
-    let checker = build_checker();
+    let checker = common::build_checker();
 
     let mut keep_alive: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut handshakes: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
@@ -87,19 +87,6 @@ fn main() {
         median(&handshakes["zdd"]) / median(&handshakes["axum-server"]),
     );
     let _ = std::fs::remove_dir_all(dir);
-}
-
-fn build_checker() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "-p", "zdd-check"])
-        .current_dir(root)
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building zdd-check failed");
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    target.join("release").join("zdd-check")
 }
 
 /// Keep-alive HTTPS requests per second, from zdd-check.

@@ -7,7 +7,7 @@ mod support;
 use std::{
     io,
     net::SocketAddr,
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
@@ -272,33 +272,12 @@ async fn prometheus_serves_metrics_on_the_admin_port_during_the_drain() {
 
 /// Runs the example to its end (bounded) without waiting for it to listen.
 fn run_to_exit(name: &str, port: u16, env: &[(&str, String)]) -> (Option<i32>, String) {
-    let binary = example(name);
-    let child = Command::new(binary)
+    let mut command = Command::new(example(name));
+    command
         .env("PORT", port.to_string())
         .env_remove("KUBERNETES_SERVICE_HOST")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = rx.recv_timeout(BOUND).unwrap_or_else(|_| {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-        panic!("{name} kept running with a bad admin setting");
-    });
-    let output = output.unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code(), text)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+    run_to_end(command)
 }
 
 #[test]

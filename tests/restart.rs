@@ -336,42 +336,12 @@ fn run_inheriting(
     port: u16,
     env: &[(&str, &str)],
 ) -> (Option<i32>, String) {
-    use command_fds::{CommandFdExt, FdMapping};
     let mut command = std::process::Command::new(example("axum_hello"));
-    let mappings = sockets
-        .into_iter()
-        .enumerate()
-        .map(|(i, parent_fd)| FdMapping {
-            parent_fd,
-            child_fd: 3 + i32::try_from(i).unwrap(),
-        })
-        .collect();
+    pass_sockets(&mut command, sockets);
     command
-        .fd_mappings(mappings)
-        .unwrap()
         .env("PORT", port.to_string())
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = command.spawn().unwrap();
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let output = rx.recv_timeout(BOUND).unwrap_or_else(|_| {
-        let _ = std::process::Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-        panic!("the server kept running with a bad inherited socket");
-    });
-    let output = output.unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code(), text)
+        .envs(env.iter().copied());
+    run_to_end(command)
 }
 
 #[test]

@@ -189,3 +189,17 @@ pub(crate) fn draining_lifecycle() -> zdd::Lifecycle {
         .expect("signal handlers install");
     lifecycle
 }
+
+/// Builds zdd-check (release) and returns its path: the load generator of the drivers.
+pub(crate) fn build_checker() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--release", "-p", "zdd-check"])
+        .current_dir(root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building zdd-check failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    target.join("release").join("zdd-check")
+}

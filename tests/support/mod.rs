@@ -258,18 +258,9 @@ impl Instance {
         port: u16,
         env: &[(&str, &str)],
     ) -> Self {
-        use command_fds::{CommandFdExt, FdMapping};
         let mut command = Command::new(binary);
         command.env("LISTEN_FDS", sockets.len().to_string());
-        let mappings = sockets
-            .into_iter()
-            .enumerate()
-            .map(|(i, parent_fd)| FdMapping {
-                parent_fd,
-                child_fd: 3 + i32::try_from(i).unwrap(),
-            })
-            .collect();
-        command.fd_mappings(mappings).unwrap();
+        pass_sockets(&mut command, sockets);
         Self::start_command(command, name, version, port, env)
     }
 
@@ -613,6 +604,48 @@ impl Drop for TempDir {
 /// Keep-alive HTTP/1.1 load on `port` from `concurrency` clients until stopped: zdd-check's
 /// own load generator, so the end-to-end tests and the tool count failures the same way.
 /// Requests are never retried: every failure counts.
+/// Gives the command's process `sockets` at descriptors 3, 4, …
+pub fn pass_sockets(command: &mut Command, sockets: Vec<std::os::fd::OwnedFd>) {
+    use command_fds::{CommandFdExt, FdMapping};
+    let mappings = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, parent_fd)| FdMapping {
+            parent_fd,
+            child_fd: 3 + i32::try_from(i).unwrap(),
+        })
+        .collect();
+    command.fd_mappings(mappings).unwrap();
+}
+
+/// Runs `command` to its end (bounded; killed past it): its exit code and everything it
+/// printed, stdout then stderr.
+pub fn run_to_end(mut command: Command) -> (Option<i32>, String) {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the process starts");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = rx.recv_timeout(BOUND).unwrap_or_else(|_| {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+        panic!("{command:?} kept running past {BOUND:?}");
+    });
+    let output = output.unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
+
 /// Waits (bounded, real time) until the process `pid`, which is not this test's child, is
 /// gone (a zombie counts as gone: only its parent could reap it).
 pub async fn gone(pid: u32) {
