@@ -54,7 +54,8 @@ pub fn serve<L: zdd_hyper::Listener>(
     router: Router,
     lifecycle: Lifecycle,
 ) -> Serve<L, Router> {
-    zdd_hyper::serve(listener, router, lifecycle)
+    // As `axum::serve` does: turn each handler into its route once, not at every request.
+    zdd_hyper::serve(listener, router.with_state(()), lifecycle)
 }
 
 /// A router answering the three probes at `paths`, to merge into an application router

@@ -57,23 +57,61 @@ impl PathSnippet {
 ///
 /// Cloning is not offered: one guard is one request.
 pub struct RequestGuard {
-    shared: Arc<Shared>,
+    owner: Owner,
     started: coarsetime::Instant,
     method: Option<Method>,
     path: PathSnippet,
     finished: bool,
 }
 
+/// Who counts a request: the lifecycle, or the connection it came on.
+enum Owner {
+    /// Counted on the lifecycle's count, which the drain waits for.
+    Lifecycle(Arc<Shared>),
+    /// Counted on a thread's shard ([`Shards`](crate::tracker::Shards)); the connection,
+    /// which it keeps open, is what the drain waits for. Holds no reference to the
+    /// lifecycle of its own: nothing shared by every request changes per request.
+    Connection {
+        connection: Arc<ConnectionInner>,
+        shard: usize,
+    },
+}
+
+impl Owner {
+    #[inline]
+    fn shared(&self) -> &Shared {
+        match self {
+            Self::Lifecycle(shared) => shared,
+            Self::Connection { connection, .. } => &connection.shared,
+        }
+    }
+}
+
 impl RequestGuard {
     #[inline]
     pub(crate) fn new(shared: Arc<Shared>, request: Option<(&Method, &str)>) -> Self {
         shared.work().requests().acquire();
+        Self::with_owner(Owner::Lifecycle(shared), request)
+    }
+
+    /// A request counted on `connection`, which stays counted until the request ends.
+    #[inline]
+    pub(crate) fn on_connection(
+        connection: Arc<ConnectionInner>,
+        request: Option<(&Method, &str)>,
+    ) -> Self {
+        let shard = connection.shared.work().connection_requests().add();
+        Self::with_owner(Owner::Connection { connection, shard }, request)
+    }
+
+    #[inline]
+    fn with_owner(owner: Owner, request: Option<(&Method, &str)>) -> Self {
         let (method, path) = match request {
             Some((method, path)) => (Some(method.clone()), PathSnippet::new(path)),
             None => (None, PathSnippet::EMPTY),
         };
         Self {
-            shared,
+            owner,
             // Not `now()`, which also writes a process-wide cache line on every call.
             started: coarsetime::Instant::now_without_cache_update(),
             method,
@@ -102,7 +140,7 @@ impl RequestGuard {
     #[must_use]
     #[inline]
     pub fn phase(&self) -> Phase {
-        self.shared.machine().phase()
+        self.owner.shared().machine().phase()
     }
 
     /// Marks the request complete and releases it.
@@ -116,19 +154,25 @@ impl Drop for RequestGuard {
     /// Releases the request; the drain ends when the last one is released.
     #[inline]
     fn drop(&mut self) {
-        let phase = self.shared.machine().phase();
+        let shared = self.owner.shared();
+        let phase = shared.machine().phase();
         if phase.is_shutting_down() {
-            self.record_end(phase);
+            self.record_end(shared, phase);
         }
-        self.shared.work().requests().release();
+        match &self.owner {
+            Owner::Lifecycle(shared) => shared.work().requests().release(),
+            Owner::Connection { connection, shard } => {
+                connection.shared.work().connection_requests().sub(*shard);
+            }
+        }
     }
 }
 
 impl RequestGuard {
     /// Counts (and, when forced, logs) a request that ends during shutdown.
     #[cold]
-    fn record_end(&self, phase: Phase) {
-        let stats = self.shared.work().stats();
+    fn record_end(&self, shared: &Shared, phase: Phase) {
+        let stats = shared.work().stats();
         if self.finished {
             stats.request_completed();
         } else if phase >= Phase::Forcing {
@@ -149,7 +193,7 @@ impl RequestGuard {
 impl fmt::Debug for RequestGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Self {
-            shared: _,
+            owner: _,
             started: _,
             method,
             path,
@@ -164,11 +208,17 @@ impl fmt::Debug for RequestGuard {
     }
 }
 
-/// One open connection. Counts until dropped.
+/// One open connection. Counts until dropped, and until the requests counted on it
+/// ([`Zdd::for_connection`](crate::layer::Zdd::for_connection)) end.
 ///
 /// A connection dropped before [`Phase::Forcing`] counts as closed gracefully in the report,
 /// one dropped during or after it as closed forcibly.
 pub struct ConnectionGuard {
+    inner: Arc<ConnectionInner>,
+}
+
+/// What a connection's guard and the requests counted on it share.
+pub(crate) struct ConnectionInner {
     shared: Arc<Shared>,
     /// Set once by [`ConnectionGuard::set_protocol`]; `Protocol::NONE` until then.
     protocol: AtomicU8,
@@ -184,10 +234,18 @@ impl ConnectionGuard {
             crate::metrics::connection_accepted(&listener.name);
         }
         Self {
-            shared,
-            protocol: AtomicU8::new(Protocol::NONE),
-            listener,
+            inner: Arc::new(ConnectionInner {
+                shared,
+                protocol: AtomicU8::new(Protocol::NONE),
+                listener,
+            }),
         }
+    }
+
+    /// What the connection's requests hold to count on it
+    /// ([`Zdd::for_connection`](crate::layer::Zdd::for_connection)).
+    pub(crate) fn inner(&self) -> &Arc<ConnectionInner> {
+        &self.inner
     }
 
     /// Records the protocol the connection speaks, for the open-connections gauge by
@@ -195,11 +253,12 @@ impl ConnectionGuard {
     pub fn set_protocol(&self, protocol: Protocol) {
         let index = protocol.index() as u8;
         if self
+            .inner
             .protocol
             .compare_exchange(Protocol::NONE, index, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            self.shared.work().stats().protocol_opened(protocol);
+            self.inner.shared.work().stats().protocol_opened(protocol);
         }
     }
 
@@ -207,14 +266,14 @@ impl ConnectionGuard {
     #[must_use]
     #[inline]
     pub fn protocol(&self) -> Option<Protocol> {
-        Protocol::from_index(self.protocol.load(Ordering::Relaxed))
+        Protocol::from_index(self.inner.protocol.load(Ordering::Relaxed))
     }
 
     /// The current phase, read with one atomic load.
     #[must_use]
     #[inline]
     pub fn phase(&self) -> Phase {
-        self.shared.machine().phase()
+        self.inner.shared.machine().phase()
     }
 
     /// Completes when this connection should start its graceful close, by the protocol it
@@ -231,7 +290,7 @@ impl ConnectionGuard {
             Some(Protocol::Http2) => Phase::Unready,
             Some(Protocol::Http1) | None => Phase::Draining,
         };
-        self.shared.machine().reached(phase)
+        self.inner.shared.machine().reached(phase)
     }
 
     /// Whether the connection's I/O must fail now: forcing closes every connection still
@@ -245,12 +304,13 @@ impl ConnectionGuard {
     /// Completes when the connection's I/O must fail ([`ConnectionGuard::must_fail_io`]), so a
     /// task parked on the connection can be woken to close it.
     pub fn io_fails(&self) -> PhaseReached {
-        self.shared.machine().reached(Phase::Forcing)
+        self.inner.shared.machine().reached(Phase::Forcing)
     }
 }
 
-impl Drop for ConnectionGuard {
-    /// Releases the connection; the drain ends when the last one is released.
+impl Drop for ConnectionInner {
+    /// Releases the connection once its guards and its requests are gone; the drain ends
+    /// when the last one is released.
     fn drop(&mut self) {
         let work = self.shared.work();
         if let Some(protocol) = Protocol::from_index(*self.protocol.get_mut()) {
@@ -275,7 +335,9 @@ impl Drop for ConnectionGuard {
 
 impl fmt::Debug for ConnectionGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectionGuard").finish_non_exhaustive()
+        f.debug_struct("ConnectionGuard")
+            .field("protocol", &self.protocol())
+            .finish_non_exhaustive()
     }
 }
 

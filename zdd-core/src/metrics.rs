@@ -80,7 +80,7 @@ mod enabled {
     pub(crate) fn sample(work: &Work) {
         let (http1, http2) = work.stats().open_by_protocol();
         let open = work.connections().len();
-        gauge!("zdd_in_flight_requests").set(work.requests().len() as f64);
+        gauge!("zdd_in_flight_requests").set(work.in_flight_requests() as f64);
         gauge!("zdd_open_connections", "protocol" => "http1").set(http1 as f64);
         gauge!("zdd_open_connections", "protocol" => "http2").set(http2 as f64);
         gauge!("zdd_open_connections", "protocol" => "unknown")

@@ -69,7 +69,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
         } else {
             warn!(
                 reason = ?reason,
-                in_flight_requests = work.requests().len(),
+                in_flight_requests = work.in_flight_requests(),
                 open_connections = work.connections().len(),
                 running_tasks = work.tasks().len(),
                 "drain did not finish; forcing"

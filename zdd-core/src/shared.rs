@@ -139,7 +139,7 @@ impl Shared {
             phase = to.as_str(),
             from = from.as_str(),
             in_previous_ms = in_previous.map_or(0, |d| d.as_millis()) as u64,
-            in_flight_requests = self.work.requests().len(),
+            in_flight_requests = self.work.in_flight_requests(),
             open_connections = self.work.connections().len(),
             "phase changed"
         );

@@ -44,6 +44,9 @@ pub(crate) struct Work {
     /// of the `Arc` that holds this (with a 128-byte aligned field, the data starts on a
     /// line after the `Arc`'s counts).
     requests: CachePadded<Counter>,
+    /// Requests counted on a connection ([`Zdd::for_connection`](crate::layer::Zdd)): a
+    /// statistic only, as their connection is counted until they end.
+    connection_requests: Shards,
     connections: CachePadded<Counter>,
     tasks: TaskTracker,
     /// Handed to background tasks; cancelled when draining starts.
@@ -55,6 +58,7 @@ impl Work {
     pub(crate) fn new() -> Self {
         Self {
             requests: CachePadded::default(),
+            connection_requests: Shards::default(),
             connections: CachePadded::default(),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
@@ -65,6 +69,17 @@ impl Work {
     #[inline]
     pub(crate) fn requests(&self) -> &Counter {
         &self.requests
+    }
+
+    /// The count of requests on connections; see [`Shards`].
+    #[inline]
+    pub(crate) fn connection_requests(&self) -> &Shards {
+        &self.connection_requests
+    }
+
+    /// Requests in flight: those counted on their own and those counted on a connection.
+    pub(crate) fn in_flight_requests(&self) -> usize {
+        self.requests.len() + self.connection_requests.sum()
     }
 
     #[inline]
@@ -114,14 +129,15 @@ impl Work {
     /// connection and then ended is seen either as a running task or, through the task
     /// count's acquire/release pair, with its connection counted. Read the other way round,
     /// the drain could read zero connections, then see the accept loop end with a
-    /// connection it had just counted.
+    /// connection it had just counted. Requests counted on a connection keep their
+    /// connection counted until they end, so the connection count covers them.
     pub(crate) fn is_drained(&self) -> bool {
         self.tasks.is_empty() && self.connections.len() == 0 && self.requests.len() == 0
     }
 
     /// Requests and connections still open (tasks are counted apart).
     pub(crate) fn left_open(&self) -> usize {
-        self.requests.len() + self.connections.len()
+        self.in_flight_requests() + self.connections.len()
     }
 }
 
@@ -324,6 +340,56 @@ impl Counter {
     }
 }
 
+/// How many shards [`Shards`] has: more than the worker threads of most services, so
+/// threads seldom share one.
+const SHARDS: usize = 16;
+
+/// A count spread over cache lines by thread, for requests counted on a connection: each
+/// worker thread adds to and takes from a shard of its own, so serving requests on two
+/// cores moves no cache line between them. The count is the sum of the shards (read by
+/// metrics and at shutdown, never per request). A request may end on another thread than
+/// it began on: the shards wrap, and only their sum is meaningful.
+///
+/// No one waits for it to reach zero: a request counted here keeps its connection counted
+/// (the connection's [`Counter`]) until it ends.
+#[derive(Debug, Default)]
+pub(crate) struct Shards {
+    shards: [CachePadded<AtomicUsize>; SHARDS],
+}
+
+impl Shards {
+    /// Counts one more on this thread's shard; returns the shard, for [`Shards::sub`].
+    #[inline]
+    pub(crate) fn add(&self) -> usize {
+        let shard = this_threads_shard();
+        self.shards[shard].fetch_add(1, Ordering::Relaxed);
+        shard
+    }
+
+    /// Counts one less, on the shard [`Shards::add`] returned.
+    #[inline]
+    pub(crate) fn sub(&self, shard: usize) {
+        self.shards[shard % SHARDS].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The count now.
+    pub(crate) fn sum(&self) -> usize {
+        self.shards.iter().fold(0_usize, |sum, shard| {
+            sum.wrapping_add(shard.load(Ordering::Relaxed))
+        })
+    }
+}
+
+/// This thread's shard of every [`Shards`]: threads take shards in turn as they first count.
+#[inline]
+fn this_threads_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|shard| *shard)
+}
+
 /// The HTTP version a connection turned out to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -394,6 +460,30 @@ mod tests {
         counter.close();
         assert!(wait.is_woken(), "closing an empty counter wakes the waiter");
         assert_ready!(wait.poll());
+    }
+
+    #[test]
+    fn shards_sum_what_threads_added_wherever_they_took_it_back() {
+        let shards = std::sync::Arc::new(super::Shards::default());
+        let taken: Vec<usize> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| (0..100).map(|_| shards.add()).collect::<Vec<_>>()))
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        assert_eq!(shards.sum(), 400);
+        assert!(
+            taken.iter().any(|&s| s != taken[0]),
+            "threads count on shards of their own"
+        );
+        // Taken back on this thread, whatever shard each was added to.
+        for shard in taken.into_iter().skip(150) {
+            shards.sub(shard);
+        }
+        assert_eq!(shards.sum(), 150);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use hyper_util::{rt::TokioExecutor, server::conn::auto::Builder};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use zdd_core::{LifecycleHandle, ListenerTag};
+use zdd_core::{LifecycleHandle, ListenerTag, layer::Zdd};
 
 use crate::{
     Acceptor, HttpService, Listener,
@@ -22,7 +22,9 @@ pub(crate) struct AcceptLoop<L: Listener, S, A> {
     pub(crate) listener: L,
     /// Counts this listener's connections apart.
     pub(crate) tag: ListenerTag,
-    pub(crate) service: S,
+    /// The layered service; each connection serves a copy of its own
+    /// ([`Zdd::for_connection`]), which counts its requests on the connection.
+    pub(crate) service: Zdd<S>,
     pub(crate) acceptor: Arc<A>,
     pub(crate) connect_info: Option<ConnectInfo<L::Addr>>,
     pub(crate) builder: Arc<Builder<TokioExecutor>>,
@@ -34,7 +36,8 @@ pub(crate) struct AcceptLoop<L: Listener, S, A> {
 impl<L, S, A> AcceptLoop<L, S, A>
 where
     L: Listener,
-    S: HttpService,
+    S: Clone,
+    Zdd<S>: HttpService,
     A: Acceptor<L::Io>,
 {
     pub(crate) async fn run(mut self) {
@@ -119,7 +122,7 @@ where
         let accepted = tokio::time::Instant::now();
         let acceptor = Arc::clone(&self.acceptor);
         let (service, builder, deadlines) = (
-            self.service.clone(),
+            self.service.for_connection(&guard),
             Arc::clone(&self.builder),
             self.deadlines,
         );

@@ -1,7 +1,13 @@
 //! One connection: serve it with hyper-util's auto builder and apply the lifecycle's phases
 //! and the connection deadlines to it.
 
-use std::{pin::pin, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    pin::{Pin, pin},
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use http::{Method, Request, Response};
 use hyper::{body::Incoming, service::Service};
@@ -20,6 +26,7 @@ use crate::{
     HttpService,
     io::TrackedIo,
     response::{ResponseBody, ResponseFuture, Watched},
+    side::SideWaker,
     state::ConnState,
 };
 
@@ -133,47 +140,71 @@ pub(crate) async fn serve_connection<I, S>(
     // Forcing needs no branch here: the stream wrapper fails every pending read and write
     // then, which ends the connection.
     let mut close: Option<PhaseReached> = None;
+    let mut first_request = pin!(state.first_request());
+    // The first request, the phase and the deadline wake the task through their own waker:
+    // a wake-up by the socket (every request) polls the connection alone.
+    let mut side = SideWaker::new();
 
-    loop {
-        tokio::select! {
-            biased;
-            result = conn.as_mut() => {
+    std::future::poll_fn(|cx| {
+        loop {
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 if let Err(error) = result {
                     tracing::debug!(target: "zdd", error = %error, "connection ended");
                 }
-                return;
+                return Poll::Ready(());
             }
-            () = state.first_request(), if matches!(stage, Stage::FirstByte | Stage::FirstRequest) => {
-                stage = Stage::Idle;
-                deadline.as_mut().reset(Instant::now() + deadlines.idle);
-                close = Some(state.guard.graceful_close());
+            if !side.woken(cx) {
+                return Poll::Pending;
             }
-            () = reached(&mut close), if stage == Stage::Idle => match still_busy(&state) {
-                Some(rest) => {
-                    deadline.as_mut().reset(Instant::now() + rest);
-                    stage = Stage::Quieting;
+            let event = {
+                let cx = &mut side.context();
+                if matches!(stage, Stage::FirstByte | Stage::FirstRequest)
+                    && first_request.as_mut().poll(cx).is_ready()
+                {
+                    Event::FirstRequest
+                } else if stage == Stage::Idle && reached(&mut close, cx) {
+                    Event::Close
+                } else if stage != Stage::Closing && deadline.as_mut().poll(cx).is_ready() {
+                    Event::Deadline
+                } else {
+                    return Poll::Pending;
                 }
-                None => {
-                    conn.as_mut().graceful_shutdown();
-                    stage = Stage::Closing;
+            };
+            // What the others wait for may have changed: poll them all again.
+            side.again();
+            match (event, stage) {
+                (Event::FirstRequest, _) => {
+                    stage = Stage::Idle;
+                    deadline.as_mut().reset(Instant::now() + deadlines.idle);
+                    close = Some(state.guard.graceful_close());
                 }
-            },
-            () = deadline.as_mut(), if stage != Stage::Closing => match stage {
-                Stage::FirstByte
+                (Event::Close, _) | (Event::Deadline, Stage::Quieting) => {
+                    match still_busy(&state) {
+                        Some(rest) => {
+                            deadline.as_mut().reset(Instant::now() + rest);
+                            stage = Stage::Quieting;
+                        }
+                        None => {
+                            conn.as_mut().graceful_shutdown();
+                            stage = Stage::Closing;
+                        }
+                    }
+                }
+                (Event::Deadline, Stage::FirstByte)
                     if state.first_byte_seen() && Instant::now() < first_request_deadline =>
                 {
                     stage = Stage::FirstRequest;
                     deadline.as_mut().reset(first_request_deadline);
                 }
-                Stage::FirstByte if !state.first_byte_seen() => {
+                (Event::Deadline, Stage::FirstByte) if !state.first_byte_seen() => {
                     tracing::debug!(target: "zdd", timeout_ms = deadlines.first_byte.as_millis() as u64, "closing a connection that sent nothing");
-                    return;
+                    return Poll::Ready(());
                 }
-                Stage::FirstByte | Stage::FirstRequest => {
+                (Event::Deadline, Stage::FirstByte | Stage::FirstRequest) => {
                     tracing::debug!(target: "zdd", timeout_ms = deadlines.first_request.as_millis() as u64, "closing a connection whose first request did not arrive in time");
-                    return;
+                    return Poll::Ready(());
                 }
-                Stage::Idle => {
+                (Event::Deadline, Stage::Idle) => {
                     let idle = state.idle_for();
                     if idle >= deadlines.idle {
                         tracing::debug!(target: "zdd", idle_ms = idle.as_millis() as u64, "closing an idle connection");
@@ -183,17 +214,22 @@ pub(crate) async fn serve_connection<I, S>(
                         deadline.as_mut().reset(Instant::now() + (deadlines.idle - idle));
                     }
                 }
-                Stage::Quieting => match still_busy(&state) {
-                    Some(rest) => deadline.as_mut().reset(Instant::now() + rest),
-                    None => {
-                        conn.as_mut().graceful_shutdown();
-                        stage = Stage::Closing;
-                    }
-                },
-                Stage::Closing => {}
-            },
+                (Event::Deadline, Stage::Closing) => {}
+            }
         }
-    }
+    })
+    .await;
+}
+
+/// What woke a connection task, besides its socket.
+#[derive(Debug, Clone, Copy)]
+enum Event {
+    /// The first request's head is complete.
+    FirstRequest,
+    /// The phase to close gracefully in has come.
+    Close,
+    /// The current deadline passed.
+    Deadline,
 }
 
 /// How much longer to wait before closing gracefully: for an HTTP/1 connection with nothing
@@ -206,10 +242,9 @@ fn still_busy(state: &ConnState) -> Option<Duration> {
         .filter(|rest| !rest.is_zero())
 }
 
-/// Completes when the phase is reached; never while there is none to wait for.
-async fn reached(phase: &mut Option<PhaseReached>) {
-    match phase {
-        Some(phase) => phase.await,
-        None => std::future::pending().await,
-    }
+/// Whether the phase is reached; never while there is none to wait for.
+fn reached(phase: &mut Option<PhaseReached>, cx: &mut Context<'_>) -> bool {
+    phase
+        .as_mut()
+        .is_some_and(|phase| Pin::new(phase).poll(cx).is_ready())
 }

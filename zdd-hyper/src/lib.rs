@@ -68,6 +68,7 @@ mod listener;
 mod response;
 mod serve;
 mod service;
+mod side;
 mod state;
 #[cfg(feature = "rustls")]
 mod tls;

@@ -8,21 +8,66 @@ use tower_service::Service;
 
 use super::{ResponseFuture, layer::Settings};
 use crate::{
-    Phase,
+    ConnectionGuard, Phase,
+    guard::{ConnectionInner, RequestGuard},
     layer::{LateRequests, is_http1},
 };
 
 /// Tracks requests and marks responses according to the lifecycle's phase; built by
 /// [`ZddLayer`](super::ZddLayer). See the [module docs](crate::layer).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Zdd<S> {
     inner: S,
     settings: Arc<Settings>,
+    /// The connection its requests are counted on, for a service of one connection.
+    connection: Option<Arc<ConnectionInner>>,
 }
 
 impl<S> Zdd<S> {
     pub(crate) fn new(inner: S, settings: Arc<Settings>) -> Self {
-        Self { inner, settings }
+        Self {
+            inner,
+            settings,
+            connection: None,
+        }
+    }
+
+    /// This service for the requests of one connection, which a server counts with
+    /// `connection`: its requests are counted on that connection rather than on the
+    /// lifecycle, and the connection counts as open until the last of them ends (the
+    /// drain waits for it either way). They are counted the same in the report, the logs
+    /// and the metrics; what changes is the cost: a request then touches nothing that
+    /// requests on other connections touch, no reference count and no count shared by all
+    /// of them. zdd-hyper's server serves each connection this way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use tower_layer::Layer;
+    /// use zdd_core::{Config, Lifecycle, layer::ZddLayer};
+    ///
+    /// let lifecycle = Lifecycle::new(Config::default());
+    /// let handle = lifecycle.handle();
+    /// let service = ZddLayer::new(handle.clone()).layer(tower::service_fn(
+    ///     |_: http::Request<String>| async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) },
+    /// ));
+    /// let connection = handle.track_connection();
+    /// let per_connection = service.for_connection(&connection);
+    /// drop(connection);
+    /// assert_eq!(handle.open_connections(), 1, "its service still holds the connection");
+    /// drop(per_connection);
+    /// assert_eq!(handle.open_connections(), 0);
+    /// ```
+    #[must_use]
+    pub fn for_connection(&self, connection: &ConnectionGuard) -> Self
+    where
+        S: Clone,
+    {
+        Self {
+            inner: self.inner.clone(),
+            settings: Arc::clone(&self.settings),
+            connection: Some(Arc::clone(connection.inner())),
+        }
     }
 
     /// The wrapped service.
@@ -82,7 +127,21 @@ where
             );
             return ResponseFuture::rejected(retry_after, http1);
         }
-        let guard = settings.handle.track_http_request(request.method(), path);
+        let described = Some((request.method(), path));
+        let guard = match &self.connection {
+            Some(connection) => RequestGuard::on_connection(Arc::clone(connection), described),
+            None => settings.handle.track_http_request(request.method(), path),
+        };
         ResponseFuture::tracked(self.inner.call(request), guard, http1)
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Zdd<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zdd")
+            .field("inner", &self.inner)
+            .field("settings", &self.settings)
+            .field("per_connection", &self.connection.is_some())
+            .finish()
     }
 }

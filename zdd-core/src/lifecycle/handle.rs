@@ -305,7 +305,7 @@ impl LifecycleHandle {
     /// Requests in flight now.
     #[must_use]
     pub fn in_flight_requests(&self) -> usize {
-        self.shared.work().requests().len()
+        self.shared.work().in_flight_requests()
     }
 
     /// Connections open now.
