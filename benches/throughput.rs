@@ -7,9 +7,13 @@
 //! cargo bench --bench throughput                          # 5 rounds of 5 s per server and protocol
 //! cargo bench --bench throughput -- --rounds 3 --seconds 3 --concurrency 32
 //! cargo bench --bench throughput -- --servers zdd,hyper-util --protocols h2c
+//! cargo bench --bench throughput -- --pin 0,1   # server on CPU 0, load generator on CPU 1
 //! ```
 //!
 //! Client and server share the machine: on a small one, compare ratios, not absolute rates.
+//! With `--pin S,C` (through `taskset`) the server runs on CPU `S` and the load generator
+//! on CPU `C`, so they do not take each other's core. The last table gives zdd's ratio to
+//! each other server: the median over the rounds of the ratio within each round.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each driver uses a part of it
@@ -20,7 +24,9 @@ use std::{collections::BTreeMap, path::Path, process::Command};
 use axum::{Router, routing::get, serve::ListenerExt};
 
 const SERVERS: [&str; 4] = ["axum", "axum-graceful", "hyper-util", "zdd"];
-const PROTOCOLS: [&str; 2] = ["http1", "h2c"];
+/// `h2load` is h2c too, loaded by h2load (nghttp2) with 10 streams at a time per connection:
+/// asked for by name (`--protocols http1,h2c,h2load`).
+const PROTOCOLS: [&str; 3] = ["http1", "h2c", "h2load"];
 
 fn main() {
     if let Some(kind) = common::value("--server") {
@@ -31,8 +37,18 @@ fn main() {
     let seconds: u64 = common::arg("--seconds", 5);
     let concurrency: usize = common::arg("--concurrency", 32);
     let servers = pick("--servers", &SERVERS);
-    let protocols = pick("--protocols", &PROTOCOLS);
+    let protocols = match common::value("--protocols") {
+        Some(_) => pick("--protocols", &PROTOCOLS),
+        None => PROTOCOLS[..2].to_vec(),
+    };
     let checker = common::build_checker();
+    let pin = common::value("--pin").map(|cpus| {
+        let (server, client) = cpus.split_once(',').unwrap_or_else(|| {
+            eprintln!("--pin: expected SERVER_CPU,CLIENT_CPU, e.g. 0,1; got {cpus:?}");
+            std::process::exit(2);
+        });
+        (server.to_owned(), client.to_owned())
+    });
 
     let mut results: BTreeMap<(&str, &str), Vec<Measured>> = BTreeMap::new();
     for round in 0..rounds {
@@ -42,7 +58,8 @@ fn main() {
         }
         for kind in order {
             for &protocol in &protocols {
-                let measured = measure(&checker, kind, protocol, seconds, concurrency);
+                let measured =
+                    measure(&checker, kind, protocol, seconds, concurrency, pin.as_ref());
                 println!(
                     "round {round} {kind:<14} {protocol:<5} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.2} us/request",
                     measured.rps, measured.p50, measured.p99, measured.cpu_us
@@ -88,6 +105,32 @@ fn main() {
             );
         }
     }
+
+    if !servers.contains(&"zdd") {
+        return;
+    }
+    println!(
+        "\nzdd against each server: medians over the rounds of zdd / server in the same round"
+    );
+    println!(
+        "{:<14} {:<5} {:>10} {:>10} {:>10}",
+        "against", "proto", "req/s", "p99", "CPU/req"
+    );
+    for &protocol in &protocols {
+        for &kind in servers.iter().filter(|&&k| k != "zdd") {
+            let ratio = |f: fn(&Measured) -> f64| {
+                let zdd = &results[&("zdd", protocol)];
+                let other = &results[&(kind, protocol)];
+                median(&mut zdd.iter().zip(other).map(|(z, o)| f(z) / f(o)).collect())
+            };
+            println!(
+                "{kind:<14} {protocol:<5} {:>9.3}x {:>9.3}x {:>9.3}x",
+                ratio(|m| m.rps),
+                ratio(|m| m.p99),
+                ratio(|m| m.cpu_us),
+            );
+        }
+    }
 }
 
 /// The names after `--name` (comma-separated) that are among `all`, or all of them; plain
@@ -126,25 +169,61 @@ fn measure(
     protocol: &str,
     seconds: u64,
     concurrency: usize,
+    pin: Option<&(String, String)>,
 ) -> Measured {
-    let mut server = common::ServerProcess::start(kind);
+    let mut server = common::ServerProcess::start_on(kind, pin.map(|(server, _)| server.as_str()));
     let port = server.port;
     let cpu_before = cpu_seconds(server.child.id());
-    let mut check = Command::new(checker);
-    check.arg(format!("http://127.0.0.1:{port}/")).args([
-        "--concurrency",
-        &concurrency.to_string(),
-        "--duration",
-        &format!("{seconds}s"),
-        "--json",
-    ]);
-    if protocol == "h2c" {
-        check.arg("--h2c");
+    let load = if protocol == "h2load" {
+        Path::new("h2load")
+    } else {
+        checker
+    };
+    let mut check = match pin {
+        Some((_, client)) => {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", client]).arg(load);
+            taskset
+        }
+        None => Command::new(load),
+    };
+    let url = format!("http://127.0.0.1:{port}/");
+    if protocol == "h2load" {
+        // h2c with prior knowledge, 10 streams at a time on each connection.
+        check.args([
+            "-c",
+            &concurrency.to_string(),
+            "-m",
+            "10",
+            "-D",
+            &seconds.to_string(),
+            &url,
+        ]);
+    } else {
+        check.arg(&url).args([
+            "--concurrency",
+            &concurrency.to_string(),
+            "--duration",
+            &format!("{seconds}s"),
+            "--json",
+        ]);
+        if protocol == "h2c" {
+            check.arg("--h2c");
+        }
     }
-    let output = check.output().expect("zdd-check runs");
+    let output = check.output().unwrap_or_else(|e| {
+        eprintln!(
+            "{} does not run ({e}): install it (h2load: apt-get install nghttp2-client)",
+            load.display()
+        );
+        std::process::exit(2);
+    });
     let cpu = cpu_seconds(server.child.id()) - cpu_before;
     server.terminate();
     let _ = server.child.wait();
+    if protocol == "h2load" {
+        return h2load_measured(&String::from_utf8_lossy(&output.stdout), kind, cpu);
+    }
     let summary: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("zdd-check summary");
     assert_eq!(summary["failed"], 0, "{kind} {protocol}: {summary}");
@@ -155,6 +234,54 @@ fn measure(
         p50: latency("p50"),
         p99: latency("p99"),
         cpu_us: cpu / total * 1e6,
+    }
+}
+
+/// What h2load printed: its rate, and its mean time per request in place of both
+/// percentiles (h2load gives no percentiles).
+fn h2load_measured(out: &str, kind: &str, cpu: f64) -> Measured {
+    let number = |line: &str, after: &str| -> f64 {
+        line.split(after)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.trim_end_matches(',').parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let succeeded = out
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .map_or(f64::NAN, |l| number(l, "done, "));
+    let failed = out
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .map_or(f64::NAN, |l| number(l, "succeeded, "));
+    assert_eq!(failed, 0.0, "{kind} h2load: {out}");
+    let rps = out
+        .lines()
+        .find(|l| l.starts_with("finished in"))
+        .map_or(f64::NAN, |l| number(l, "s, "));
+    let mean_ms = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("time for request:"))
+        .and_then(|l| l.split_whitespace().nth(5))
+        .map_or(f64::NAN, |mean| {
+            let value: f64 = mean
+                .trim_end_matches(|c: char| c.is_alphabetic())
+                .parse()
+                .unwrap_or(f64::NAN);
+            if mean.ends_with("ms") {
+                value
+            } else if mean.ends_with("us") {
+                value / 1000.0
+            } else {
+                value * 1000.0
+            }
+        });
+    Measured {
+        rps,
+        p50: mean_ms,
+        p99: mean_ms,
+        cpu_us: cpu / succeeded * 1e6,
     }
 }
 

@@ -99,7 +99,21 @@ pub(crate) struct ServerProcess {
 
 impl ServerProcess {
     pub(crate) fn start(kind: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        Self::start_on(kind, None)
+    }
+
+    /// Starts it on the CPUs `cpus` (a `taskset -c` list), or anywhere.
+    pub(crate) fn start_on(kind: &str, cpus: Option<&str>) -> Self {
+        let exe = std::env::current_exe().unwrap();
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["-c", cpus]).arg(exe);
+                taskset
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
             .args(["--server", kind])
             .stdout(Stdio::piped())
             .spawn()

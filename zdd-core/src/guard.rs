@@ -1,14 +1,15 @@
-//! The guards that count one request or one connection, from the moment they are created
-//! until they are dropped. See the [tracker module](crate::tracker) for what they count.
+//! The guard that counts one request, from the moment it is created until it is dropped.
+//! See the [tracker module](crate::tracker) for what it counts, and
+//! [`ConnectionGuard`](crate::ConnectionGuard) for connections.
 //!
 //! Guards are panic-safe: a handler that panics unwinds through its future, which drops the
 //! guard and releases the count.
 
-use std::{fmt, sync::Arc, sync::atomic::AtomicU8, sync::atomic::Ordering, time::Duration};
+use std::{fmt, sync::Arc, time::Duration};
 
-use http::Method;
+use http::{Method, StatusCode};
 
-use crate::{Phase, PhaseReached, Protocol, shared::Shared, tracker::ListenerStats};
+use crate::{Phase, Protocol, connection::ConnectionInner, shared::Shared};
 
 /// How many requests aborted by forcing are logged one by one. Forcing a thousand streams
 /// must not write a thousand lines: the rest are counted, and the sequence logs one line
@@ -58,23 +59,39 @@ impl PathSnippet {
 /// Cloning is not offered: one guard is one request.
 pub struct RequestGuard {
     owner: Owner,
+    count: Count,
     started: coarsetime::Instant,
     method: Option<Method>,
     path: PathSnippet,
     finished: bool,
 }
 
-/// Who counts a request: the lifecycle, or the connection it came on.
+/// What a request reaches the lifecycle through.
 enum Owner {
-    /// Counted on the lifecycle's count, which the drain waits for.
+    /// The lifecycle itself.
     Lifecycle(Arc<Shared>),
-    /// Counted on a thread's shard ([`Shards`](crate::tracker::Shards)); the connection,
-    /// which it keeps open, is what the drain waits for. Holds no reference to the
-    /// lifecycle of its own: nothing shared by every request changes per request.
+    /// The connection it came on ([`Zdd::for_connection`](crate::layer::Zdd::for_connection)),
+    /// which it keeps counted until it ends. No reference to the lifecycle of its own:
+    /// nothing that every request shares changes per request.
     Connection {
         connection: Arc<ConnectionInner>,
-        shard: usize,
+        /// An HTTP/1 request, whose end the connection is told of.
+        http1: bool,
+        /// A `CONNECT` request, which a success turns into a tunnel.
+        connect: bool,
     },
+}
+
+/// Where a request is counted as in flight.
+#[derive(Debug, Clone, Copy)]
+enum Count {
+    /// Nowhere: an exempt request (a probe, `/metrics`).
+    Not,
+    /// On the lifecycle's count, which the drain waits for.
+    Lifecycle,
+    /// On a thread's shard ([`Shards`](crate::tracker::Shards)): a statistic, as the
+    /// connection it holds is what the drain waits for.
+    Shard(usize),
 }
 
 impl Owner {
@@ -91,27 +108,70 @@ impl RequestGuard {
     #[inline]
     pub(crate) fn new(shared: Arc<Shared>, request: Option<(&Method, &str)>) -> Self {
         shared.work().requests().acquire();
-        Self::with_owner(Owner::Lifecycle(shared), request)
+        Self::with_owner(Owner::Lifecycle(shared), Count::Lifecycle, request)
     }
 
-    /// A request counted on `connection`, which stays counted until the request ends.
+    /// An exempt request, not counted: it only reads the phase.
+    pub(crate) fn exempt(shared: Arc<Shared>) -> Self {
+        Self::with_owner(Owner::Lifecycle(shared), Count::Not, None)
+    }
+
+    /// A request on `connection` (whose server told it the request began,
+    /// [`ConnectionGuard::request_begins`](crate::ConnectionGuard::request_begins)), which
+    /// stays counted until the request ends; an HTTP/1 request's end tells the connection
+    /// it is between requests. Counted as in flight, and named for the forced-close log,
+    /// when `counted` (an exempt request is not).
     #[inline]
-    pub(crate) fn on_connection(
-        connection: Arc<ConnectionInner>,
-        request: Option<(&Method, &str)>,
+    pub(crate) fn on_connection<B>(
+        connection: &Arc<ConnectionInner>,
+        request: &http::Request<B>,
+        counted: bool,
     ) -> Self {
-        let shard = connection.shared.work().connection_requests().add();
-        Self::with_owner(Owner::Connection { connection, shard }, request)
+        let count = match counted {
+            true => Count::Shard(connection.shared.work().connection_requests().add()),
+            false => Count::Not,
+        };
+        let owner = Owner::Connection {
+            connection: Arc::clone(connection),
+            http1: Protocol::of(request.version()) == Protocol::Http1,
+            connect: request.method() == Method::CONNECT,
+        };
+        Self::with_owner(
+            owner,
+            count,
+            counted.then(|| (request.method(), request.uri().path())),
+        )
+    }
+
+    /// Whether the request is counted as in flight (an exempt one is not).
+    #[inline]
+    fn is_counted(&self) -> bool {
+        !matches!(self.count, Count::Not)
+    }
+
+    /// The response begins with `status`; tells the connection when it becomes a tunnel
+    /// or another protocol.
+    #[inline]
+    pub(crate) fn responded(&self, status: StatusCode) {
+        if let Owner::Connection {
+            connection,
+            http1: true,
+            connect,
+        } = &self.owner
+        {
+            connection.responded(status, *connect);
+        }
     }
 
     #[inline]
-    fn with_owner(owner: Owner, request: Option<(&Method, &str)>) -> Self {
+    fn with_owner(owner: Owner, count: Count, request: Option<(&Method, &str)>) -> Self {
         let (method, path) = match request {
             Some((method, path)) => (Some(method.clone()), PathSnippet::new(path)),
             None => (None, PathSnippet::EMPTY),
         };
         Self {
             owner,
+            count,
             // Not `now()`, which also writes a process-wide cache line on every call.
             started: coarsetime::Instant::now_without_cache_update(),
             method,
@@ -156,14 +216,21 @@ impl Drop for RequestGuard {
     fn drop(&mut self) {
         let shared = self.owner.shared();
         let phase = shared.machine().phase();
-        if phase.is_shutting_down() {
+        if phase.is_shutting_down() && self.is_counted() {
             self.record_end(shared, phase);
         }
-        match &self.owner {
-            Owner::Lifecycle(shared) => shared.work().requests().release(),
-            Owner::Connection { connection, shard } => {
-                connection.shared.work().connection_requests().sub(*shard);
-            }
+        match self.count {
+            Count::Not => {}
+            Count::Lifecycle => shared.work().requests().release(),
+            Count::Shard(shard) => shared.work().connection_requests().sub(shard),
+        }
+        if let Owner::Connection {
+            connection,
+            http1: true,
+            ..
+        } = &self.owner
+        {
+            connection.request_ended();
         }
     }
 }
@@ -194,6 +261,7 @@ impl fmt::Debug for RequestGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Self {
             owner: _,
+            count,
             started: _,
             method,
             path,
@@ -204,140 +272,8 @@ impl fmt::Debug for RequestGuard {
             .field("method", method)
             .field("path", &path.as_str())
             .field("finished", finished)
+            .field("count", count)
             .finish()
-    }
-}
-
-/// One open connection. Counts until dropped, and until the requests counted on it
-/// ([`Zdd::for_connection`](crate::layer::Zdd::for_connection)) end.
-///
-/// A connection dropped before [`Phase::Forcing`] counts as closed gracefully in the report,
-/// one dropped during or after it as closed forcibly.
-pub struct ConnectionGuard {
-    inner: Arc<ConnectionInner>,
-}
-
-/// What a connection's guard and the requests counted on it share.
-pub(crate) struct ConnectionInner {
-    shared: Arc<Shared>,
-    /// Set once by [`ConnectionGuard::set_protocol`]; `Protocol::NONE` until then.
-    protocol: AtomicU8,
-    /// The listener it came from, when the server registered one.
-    listener: Option<Arc<ListenerStats>>,
-}
-
-impl ConnectionGuard {
-    pub(crate) fn new(shared: Arc<Shared>, listener: Option<Arc<ListenerStats>>) -> Self {
-        shared.work().connections().acquire();
-        if let Some(listener) = &listener {
-            listener.accepted();
-            crate::metrics::connection_accepted(&listener.name);
-        }
-        Self {
-            inner: Arc::new(ConnectionInner {
-                shared,
-                protocol: AtomicU8::new(Protocol::NONE),
-                listener,
-            }),
-        }
-    }
-
-    /// What the connection's requests hold to count on it
-    /// ([`Zdd::for_connection`](crate::layer::Zdd::for_connection)).
-    pub(crate) fn inner(&self) -> &Arc<ConnectionInner> {
-        &self.inner
-    }
-
-    /// Records the protocol the connection speaks, for the open-connections gauge by
-    /// protocol. Only the first call counts.
-    pub fn set_protocol(&self, protocol: Protocol) {
-        let index = protocol.index() as u8;
-        if self
-            .inner
-            .protocol
-            .compare_exchange(Protocol::NONE, index, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.inner.shared.work().stats().protocol_opened(protocol);
-        }
-    }
-
-    /// The protocol recorded with [`ConnectionGuard::set_protocol`], if any.
-    #[must_use]
-    #[inline]
-    pub fn protocol(&self) -> Option<Protocol> {
-        Protocol::from_index(self.inner.protocol.load(Ordering::Relaxed))
-    }
-
-    /// The current phase, read with one atomic load.
-    #[must_use]
-    #[inline]
-    pub fn phase(&self) -> Phase {
-        self.inner.shared.machine().phase()
-    }
-
-    /// Completes when this connection should start its graceful close, by the protocol it
-    /// speaks: HTTP/2 when shutdown starts ([`Phase::Unready`]), so its GOAWAY sends
-    /// clients' next streams elsewhere while the listener still accepts; HTTP/1 (and a
-    /// connection whose protocol is not known yet) when draining starts
-    /// ([`Phase::Draining`]): until then each response carries `Connection: close`, and
-    /// closing an idle HTTP/1 connection earlier would race a request already on its way.
-    ///
-    /// Completes at once when that phase has passed. Call it again after
-    /// [`ConnectionGuard::set_protocol`]: the answer depends on the protocol.
-    pub fn graceful_close(&self) -> PhaseReached {
-        let phase = match self.protocol() {
-            Some(Protocol::Http2) => Phase::Unready,
-            Some(Protocol::Http1) | None => Phase::Draining,
-        };
-        self.inner.shared.machine().reached(phase)
-    }
-
-    /// Whether the connection's I/O must fail now: forcing closes every connection still
-    /// open, upgraded ones too. One atomic load.
-    #[must_use]
-    #[inline]
-    pub fn must_fail_io(&self) -> bool {
-        self.phase() >= Phase::Forcing
-    }
-
-    /// Completes when the connection's I/O must fail ([`ConnectionGuard::must_fail_io`]), so a
-    /// task parked on the connection can be woken to close it.
-    pub fn io_fails(&self) -> PhaseReached {
-        self.inner.shared.machine().reached(Phase::Forcing)
-    }
-}
-
-impl Drop for ConnectionInner {
-    /// Releases the connection once its guards and its requests are gone; the drain ends
-    /// when the last one is released.
-    fn drop(&mut self) {
-        let work = self.shared.work();
-        if let Some(protocol) = Protocol::from_index(*self.protocol.get_mut()) {
-            work.stats().protocol_closed(protocol);
-        }
-        let phase = self.shared.machine().phase();
-        let closed = if phase >= Phase::Forcing {
-            crate::metrics::forced_close("connection");
-            Some(true)
-        } else {
-            phase.is_shutting_down().then_some(false)
-        };
-        if let Some(forced) = closed {
-            work.stats().connection_closed(forced);
-            if let Some(listener) = &self.listener {
-                listener.closed(forced);
-            }
-        }
-        work.connections().release();
-    }
-}
-
-impl fmt::Debug for ConnectionGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectionGuard")
-            .field("protocol", &self.protocol())
-            .finish_non_exhaustive()
     }
 }
 

@@ -75,6 +75,7 @@ mod loom;
 
 // From the bottom up; nothing imports upward.
 pub mod config;
+mod connection;
 mod error;
 mod guard;
 pub mod health;
@@ -106,8 +107,9 @@ cfg_signal! {
 #[doc(inline)]
 pub use self::{
     config::{Config, ConfigBuilder, SecondSigterm},
+    connection::ConnectionGuard,
     error::ConfigError,
-    guard::{ConnectionGuard, RequestGuard},
+    guard::RequestGuard,
     health::{Check, CheckOutput, CheckReport, HealthReport, Probe, StartupTask, Status, Verdict},
     hooks::{HookOutcome, HookOutput, HookReport},
     lifecycle::{Lifecycle, LifecycleHandle, ListenerTag, UpgradeRequests, WeakLifecycleHandle},

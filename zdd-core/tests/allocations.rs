@@ -85,6 +85,16 @@ fn a_tracked_request_allocates_no_more_than_the_bare_service() {
         "the layer added allocations"
     );
 
+    // Counted on a connection, as zdd-hyper's loop serves them: nothing more either.
+    let connection = handle.track_connection();
+    let mut on_connection = layered.for_connection(&connection);
+    allocations_for(&mut on_connection, &requests);
+    let connection_allocations = allocations_for(&mut on_connection, &requests);
+    assert_eq!(
+        connection_allocations, bare_allocations,
+        "counting on the connection added allocations"
+    );
+
     handle.shutdown(); // the unready path adds a header, still without allocating per request
     let unready_allocations = allocations_for(&mut layered, &requests);
     assert_eq!(unready_allocations, bare_allocations);

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use http::{Method, Request, Response};
+use http::Request;
 use hyper::{body::Incoming, service::Service};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
@@ -22,13 +22,7 @@ use tokio::{
 };
 use zdd_core::{ConnectionGuard, PhaseReached};
 
-use crate::{
-    HttpService,
-    io::TrackedIo,
-    response::{ResponseBody, ResponseFuture, Watched},
-    side::SideWaker,
-    state::ConnState,
-};
+use crate::{HttpService, io::TrackedIo, side::SideWaker, state::ConnState};
 
 /// The connection deadlines. See [`Serve`](crate::Serve) for what each means.
 #[derive(Debug, Clone, Copy)]
@@ -63,8 +57,9 @@ const QUIET_BEFORE_CLOSE: Duration = Duration::from_millis(100);
 /// Adds a connection's connect info to a request's extensions.
 pub(crate) type Insert = Arc<dyn Fn(&mut http::Extensions) + Send + Sync>;
 
-/// The hyper service of one connection: notes each request's arrival, adds the connect
-/// info, then calls the (layered) tower service.
+/// The hyper service of one connection: tells the connection a request began, adds the
+/// connect info, then calls the (layered) tower service, which counts the request on the
+/// connection.
 #[derive(Clone)]
 struct ConnService<S> {
     inner: S,
@@ -72,24 +67,23 @@ struct ConnService<S> {
     insert: Option<Insert>,
 }
 
-impl<S, B> Service<Request<Incoming>> for ConnService<S>
+impl<S> Service<Request<Incoming>> for ConnService<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>>,
+    S: Service<Request<Incoming>>,
 {
-    type Response = Response<ResponseBody<B>>;
+    type Response = S::Response;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = S::Future;
 
     #[inline]
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        // Now, as hyper has read the head: the tower service is called only when first
+        // polled, after hyper's next read.
+        self.state.guard.request_begins(request.version());
         if let Some(insert) = &self.insert {
             insert(request.extensions_mut());
         }
-        let watched = self.state.saw_request(request.version()).then(|| Watched {
-            state: Arc::clone(&self.state),
-            connect: request.method() == Method::CONNECT,
-        });
-        ResponseFuture::new(self.inner.call(request), watched)
+        self.inner.call(request)
     }
 }
 
@@ -140,7 +134,7 @@ pub(crate) async fn serve_connection<I, S>(
     // Forcing needs no branch here: the stream wrapper fails every pending read and write
     // then, which ends the connection.
     let mut close: Option<PhaseReached> = None;
-    let mut first_request = pin!(state.first_request());
+    let mut first_request = pin!(state.guard.first_request());
     // The first request, the phase and the deadline wake the task through their own waker:
     // a wake-up by the socket (every request) polls the connection alone.
     let mut side = SideWaker::new();
@@ -205,7 +199,7 @@ pub(crate) async fn serve_connection<I, S>(
                     return Poll::Ready(());
                 }
                 (Event::Deadline, Stage::Idle) => {
-                    let idle = state.idle_for();
+                    let idle = state.guard.idle_for();
                     if idle >= deadlines.idle {
                         tracing::debug!(target: "zdd", idle_ms = idle.as_millis() as u64, "closing an idle connection");
                         conn.as_mut().graceful_shutdown();

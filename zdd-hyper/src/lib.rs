@@ -65,7 +65,6 @@ mod conn;
 mod io;
 mod listen;
 mod listener;
-mod response;
 mod serve;
 mod service;
 mod side;

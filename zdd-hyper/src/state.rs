@@ -1,42 +1,25 @@
-//! What one connection's parts (its task, its stream wrapper, its service and its response
-//! bodies) tell each other about traffic each of them sees alone.
+//! What a connection's stream wrapper and its task tell each other about the bytes each of
+//! them sees: whether any byte came, and whether the next HTTP/1 request's head has begun.
+//! What its requests tell the server (between requests or not, quiet since when) is the
+//! core's [`ConnectionGuard`].
 
-use std::{
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
-    time::Duration,
-};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use http::Version;
-use tokio::sync::Notify;
-use zdd_core::{ConnectionGuard, Protocol};
+use zdd_core::ConnectionGuard;
 
-/// What the connection task needs to know about traffic it does not see itself. Written by
-/// the stream wrapper and the per-connection service with plain loads and stores; the only
-/// read-modify-write is on the first request.
+/// A connection's shared state. Written by the stream wrapper (in the connection's task, or
+/// an upgrade's) with plain relaxed loads and stores.
 ///
 /// It also holds the connection's guard, so the connection counts as long as anything of it
 /// lives: the stream wrapper keeps it alive through an upgrade.
-///
-/// The flags below are each written by one side at a time (the connection task, or the
-/// response body that hyper drops in that task), so plain relaxed loads and stores suffice.
 #[derive(Debug)]
 pub(crate) struct ConnState {
     pub(crate) guard: ConnectionGuard,
     first_byte: AtomicBool,
-    request_seen: AtomicBool,
-    /// An HTTP/1 request is being served: its head is complete, its response not yet over.
-    in_request: AtomicBool,
-    /// Bytes of the next HTTP/1 request's head have arrived; the head is not complete.
-    head_open: AtomicBool,
-    /// The connection was handed to another protocol (`101`, or a `CONNECT` tunnel): its
-    /// bytes are no longer HTTP/1 request heads.
-    upgraded: AtomicBool,
-    /// Request heads completed, which tells one open head from the next.
-    heads: AtomicU64,
-    /// Coarse clock ticks of the last activity: a request's arrival, or the end of an HTTP/1
-    /// response.
-    last_request: AtomicU64,
-    first_request: Notify,
+    /// `n + 1` once bytes of the head after the `n`th HTTP/1 request arrived while the
+    /// connection was between requests; 0 before. It stops naming an open head as soon as
+    /// that request begins (the count of requests begun moves past `n`).
+    head_mark: AtomicU64,
 }
 
 impl ConnState {
@@ -44,13 +27,7 @@ impl ConnState {
         Self {
             guard,
             first_byte: AtomicBool::new(false),
-            request_seen: AtomicBool::new(false),
-            in_request: AtomicBool::new(false),
-            head_open: AtomicBool::new(false),
-            upgraded: AtomicBool::new(false),
-            heads: AtomicU64::new(0),
-            last_request: AtomicU64::new(0),
-            first_request: Notify::new(),
+            head_mark: AtomicU64::new(0),
         }
     }
 
@@ -60,11 +37,11 @@ impl ConnState {
         if !self.first_byte.load(Ordering::Relaxed) {
             self.first_byte.store(true, Ordering::Relaxed);
         }
-        if self.guard.protocol() == Some(Protocol::Http1)
-            && !self.in_request.load(Ordering::Relaxed)
-            && !self.upgraded.load(Ordering::Relaxed)
-        {
-            self.head_open.store(true, Ordering::Relaxed);
+        if self.guard.between_http1_requests() {
+            let next = self.guard.http1_requests_begun().wrapping_add(1);
+            if self.head_mark.load(Ordering::Relaxed) != next {
+                self.head_mark.store(next, Ordering::Relaxed);
+            }
         }
     }
 
@@ -73,69 +50,18 @@ impl ConnState {
         self.first_byte.load(Ordering::Relaxed)
     }
 
-    /// Completes when the first request's head is complete (its protocol is then known).
-    pub(crate) fn first_request(&self) -> tokio::sync::futures::Notified<'_> {
-        self.first_request.notified()
-    }
-
     /// While a later HTTP/1 request's head is arriving, which head it is.
     #[inline]
     pub(crate) fn open_head(&self) -> Option<u64> {
-        self.head_open
-            .load(Ordering::Relaxed)
-            .then(|| self.heads.load(Ordering::Relaxed))
-    }
-
-    /// A request's head is complete. Returns whether the connection speaks HTTP/1, whose
-    /// responses are watched to their end.
-    #[inline]
-    pub(crate) fn saw_request(&self, version: Version) -> bool {
-        let now = coarsetime::Instant::now_without_cache_update().as_ticks();
-        self.last_request.store(now, Ordering::Relaxed);
-        let protocol = Protocol::of(version);
-        if !self.request_seen.load(Ordering::Relaxed)
-            && !self.request_seen.swap(true, Ordering::AcqRel)
-        {
-            self.guard.set_protocol(protocol);
-            self.first_request.notify_one();
-        }
-        if protocol == Protocol::Http2 {
-            return false;
-        }
-        self.in_request.store(true, Ordering::Relaxed);
-        self.head_open.store(false, Ordering::Relaxed);
-        let heads = self.heads.load(Ordering::Relaxed);
-        self.heads.store(heads.wrapping_add(1), Ordering::Relaxed);
-        true
-    }
-
-    /// An HTTP/1 response is over (written, failed or dropped): the connection is idle from
-    /// now on, until the next request.
-    #[inline]
-    pub(crate) fn response_ended(&self) {
-        let now = coarsetime::Instant::now_without_cache_update().as_ticks();
-        self.last_request.store(now, Ordering::Relaxed);
-        self.in_request.store(false, Ordering::Relaxed);
-    }
-
-    /// The connection now carries another protocol.
-    pub(crate) fn upgraded(&self) {
-        self.upgraded.store(true, Ordering::Relaxed);
+        let mark = self.head_mark.load(Ordering::Relaxed);
+        (mark != 0 && mark == self.guard.http1_requests_begun().wrapping_add(1)).then_some(mark)
     }
 
     /// How long an HTTP/1 connection has been idle since its last answer, when nothing of a
-    /// request is on it now (no request being served, no bytes of the next head): `None` while busy, for
-    /// HTTP/2, and once upgraded.
-    pub(crate) fn http1_quiet_for(&self) -> Option<Duration> {
-        let quiet = self.guard.protocol() == Some(Protocol::Http1)
-            && !self.in_request.load(Ordering::Relaxed)
-            && !self.head_open.load(Ordering::Relaxed)
-            && !self.upgraded.load(Ordering::Relaxed);
-        quiet.then(|| self.idle_for())
-    }
-
-    pub(crate) fn idle_for(&self) -> Duration {
-        let last = coarsetime::Instant::from_u64(self.last_request.load(Ordering::Relaxed));
-        (coarsetime::Instant::now_without_cache_update() - last).into()
+    /// request is on it now (no request being served, no bytes of the next head): `None`
+    /// while busy, for HTTP/2, and once upgraded.
+    pub(crate) fn http1_quiet_for(&self) -> Option<std::time::Duration> {
+        let quiet = self.guard.between_http1_requests() && self.open_head().is_none();
+        quiet.then(|| self.guard.idle_for())
     }
 }

@@ -26,7 +26,7 @@ pin_project! {
     #[project = InnerProj]
     enum Inner<B> {
         Tracked { #[pin] body: B, guard: Option<RequestGuard> },
-        Full { data: Option<Bytes> },
+        Full { data: Option<Bytes>, guard: Option<RequestGuard> },
     }
 }
 
@@ -37,10 +37,11 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    pub(crate) fn full(data: Bytes) -> Self {
+    /// A body the layer wrote; `guard` (uncounted) tells a connection when it is over.
+    pub(crate) fn full(data: Bytes, guard: Option<RequestGuard>) -> Self {
         let data = if data.is_empty() { None } else { Some(data) };
         Self {
-            inner: Inner::Full { data },
+            inner: Inner::Full { data, guard },
         }
     }
 }
@@ -76,21 +77,23 @@ where
                 }
                 Poll::Ready(frame)
             }
-            InnerProj::Full { data } => Poll::Ready(data.take().map(|data| Ok(Frame::data(data)))),
+            InnerProj::Full { data, .. } => {
+                Poll::Ready(data.take().map(|data| Ok(Frame::data(data))))
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
             Inner::Tracked { body, .. } => body.is_end_stream(),
-            Inner::Full { data } => data.is_none(),
+            Inner::Full { data, .. } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Inner::Tracked { body, .. } => body.size_hint(),
-            Inner::Full { data } => {
+            Inner::Full { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
         }

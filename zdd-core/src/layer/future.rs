@@ -29,17 +29,18 @@ pin_project! {
 pin_project! {
     #[project = InnerProj]
     enum Inner<F> {
-        Tracked { #[pin] future: F, guard: Option<RequestGuard>, http1: bool },
-        Exempt { #[pin] future: F, handle: LifecycleHandle, http1: bool },
-        Probe { future: ProbeFuture },
-        Rejected { response: Option<Response<Bytes>> },
+        Served { #[pin] future: F, guard: Option<RequestGuard>, http1: bool },
+        Probe { future: ProbeFuture, guard: Option<RequestGuard> },
+        Rejected { response: Option<Response<Bytes>>, guard: Option<RequestGuard> },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn tracked(future: F, guard: RequestGuard, http1: bool) -> Self {
+    /// A request the inner service serves: counted by `guard`, or exempt (an uncounted
+    /// guard, which reads the phase and tells a connection when the request is over).
+    pub(crate) fn served(future: F, guard: RequestGuard, http1: bool) -> Self {
         Self {
-            inner: Inner::Tracked {
+            inner: Inner::Served {
                 future,
                 guard: Some(guard),
                 http1,
@@ -47,28 +48,28 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn exempt(future: F, handle: LifecycleHandle, http1: bool) -> Self {
-        Self {
-            inner: Inner::Exempt {
-                future,
-                handle,
-                http1,
-            },
-        }
-    }
-
-    pub(crate) fn probe(handle: LifecycleHandle, probe: Probe, verbose: bool, http1: bool) -> Self {
+    pub(crate) fn probe(
+        handle: LifecycleHandle,
+        probe: Probe,
+        verbose: bool,
+        http1: bool,
+        guard: Option<RequestGuard>,
+    ) -> Self {
         let future = Box::pin(async move {
             let mut response = respond(handle.clone(), probe, verbose).await;
             close_if_shutting_down(&mut response, http1, handle.phase());
             response
         });
         Self {
-            inner: Inner::Probe { future },
+            inner: Inner::Probe { future, guard },
         }
     }
 
-    pub(crate) fn rejected(retry_after: Duration, http1: bool) -> Self {
+    pub(crate) fn rejected(
+        retry_after: Duration,
+        http1: bool,
+        guard: Option<RequestGuard>,
+    ) -> Self {
         let mut response = Response::new(Bytes::new());
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
@@ -83,6 +84,7 @@ impl<F> ResponseFuture<F> {
         Self {
             inner: Inner::Rejected {
                 response: Some(response),
+                guard,
             },
         }
     }
@@ -97,7 +99,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().inner.project() {
-            InnerProj::Tracked {
+            InnerProj::Served {
                 future,
                 guard,
                 http1,
@@ -106,6 +108,7 @@ where
                 let Some(guard) = guard.take() else {
                     unreachable!("ResponseFuture polled after completion")
                 };
+                guard.responded(response.status());
                 close_if_shutting_down(&mut response, *http1, guard.phase());
                 // An empty body may never be polled: the request is complete already.
                 let guard = if response.body().is_end_stream() {
@@ -116,24 +119,17 @@ where
                 };
                 Poll::Ready(Ok(response.map(|body| ResponseBody::tracked(body, guard))))
             }
-            InnerProj::Exempt {
-                future,
-                handle,
-                http1,
-            } => {
-                let mut response = ready!(future.poll(cx))?;
-                close_if_shutting_down(&mut response, *http1, handle.phase());
-                Poll::Ready(Ok(response.map(|body| ResponseBody::tracked(body, None))))
-            }
-            InnerProj::Probe { future } => {
+            InnerProj::Probe { future, guard } => {
                 let response = ready!(future.as_mut().poll(cx));
-                Poll::Ready(Ok(response.map(ResponseBody::full)))
+                let guard = guard.take();
+                Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, guard))))
             }
-            InnerProj::Rejected { response } => {
+            InnerProj::Rejected { response, guard } => {
                 let Some(response) = response.take() else {
                     unreachable!("ResponseFuture polled after completion")
                 };
-                Poll::Ready(Ok(response.map(ResponseBody::full)))
+                let guard = guard.take();
+                Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, guard))))
             }
         }
     }
@@ -142,8 +138,7 @@ where
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.inner {
-            Inner::Tracked { .. } => "tracked",
-            Inner::Exempt { .. } => "exempt",
+            Inner::Served { .. } => "served",
             Inner::Probe { .. } => "probe",
             Inner::Rejected { .. } => "rejected",
         };

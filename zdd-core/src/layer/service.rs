@@ -9,7 +9,8 @@ use tower_service::Service;
 use super::{ResponseFuture, layer::Settings};
 use crate::{
     ConnectionGuard, Phase,
-    guard::{ConnectionInner, RequestGuard},
+    connection::ConnectionInner,
+    guard::RequestGuard,
     layer::{LateRequests, is_http1},
 };
 
@@ -102,20 +103,31 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let settings = &*self.settings;
         let http1 = is_http1(request.version());
+        // On a connection every request has a guard, which tells the connection when the
+        // request is over; only tracked ones are counted.
+        let uncounted = |request: &Request<ReqBody>| {
+            self.connection
+                .as_ref()
+                .map(|connection| RequestGuard::on_connection(connection, request, false))
+        };
         let path = request.uri().path();
         if let Some(probe) = settings
             .probes
             .as_ref()
             .and_then(|paths| paths.probe_for(path))
         {
-            return ResponseFuture::probe(settings.handle.clone(), probe, settings.verbose, http1);
+            return ResponseFuture::probe(
+                settings.handle.clone(),
+                probe,
+                settings.verbose,
+                http1,
+                uncounted(&request),
+            );
         }
         if settings.is_exempt(path) {
-            return ResponseFuture::exempt(
-                self.inner.call(request),
-                settings.handle.clone(),
-                http1,
-            );
+            let guard = uncounted(&request)
+                .unwrap_or_else(|| RequestGuard::exempt(Arc::clone(&settings.handle.shared)));
+            return ResponseFuture::served(self.inner.call(request), guard, http1);
         }
         if let LateRequests::Reject { retry_after } = settings.late
             && settings.handle.phase() >= Phase::Draining
@@ -125,14 +137,13 @@ where
                 method = request.method().as_str(),
                 path, "late request rejected"
             );
-            return ResponseFuture::rejected(retry_after, http1);
+            return ResponseFuture::rejected(retry_after, http1, uncounted(&request));
         }
-        let described = Some((request.method(), path));
         let guard = match &self.connection {
-            Some(connection) => RequestGuard::on_connection(Arc::clone(connection), described),
+            Some(connection) => RequestGuard::on_connection(connection, &request, true),
             None => settings.handle.track_http_request(request.method(), path),
         };
-        ResponseFuture::tracked(self.inner.call(request), guard, http1)
+        ResponseFuture::served(self.inner.call(request), guard, http1)
     }
 }
 

@@ -11,7 +11,8 @@ use tokio_util::{sync::CancellationToken, task::task_tracker::TrackedFuture};
 
 use crate::{
     Config, Phase, PhaseReached, Trigger,
-    guard::{ConnectionGuard, RequestGuard},
+    connection::ConnectionGuard,
+    guard::RequestGuard,
     health::{Check, HealthReport, Probe, StartupTask},
     hooks::{Hook, HookOutput},
     loom::sync::watch,
