@@ -13,8 +13,8 @@
 //! address has only about 28,000 ephemeral ports.
 //!
 //! Each round starts each server as a child process (this binary run with `--server`), opens
-//! the connections (one request each, then idle), reads the server's resident memory from
-//! `/proc`, starts one slow request (lasting longer than the idle connections take to close),
+//! the connections (one request each, then idle: nothing is sent for [`QUIET`] before the
+//! signal), reads the server's resident memory from `/proc`, starts one slow request (lasting longer than the idle connections take to close),
 //! sends SIGTERM, and reads what the server measured:
 //! - `drain`: from the signal until every connection is closed;
 //! - `tail`: from the slow response's last byte until the serve call returned;
@@ -47,6 +47,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// with no HTTP and no graceful shutdown: what closing that many loopback sockets costs on
 /// the machine at hand.
 const SERVERS: [&str; 3] = ["zdd", "hyper-util", "close-only"];
+
+/// How long the connections stay quiet after their answers before the signal. A connection
+/// whose answer went out a moment ago is not idle yet: its client may be sending the next
+/// request, so zdd's drain waits until it has been quiet for 100 ms before closing it (see
+/// `QUIET_BEFORE_CLOSE` in zdd-hyper) where hyper-util closes it at once.
+const QUIET: Duration = Duration::from_millis(250);
 
 fn main() {
     if let Some(kind) = common::value("--server") {
@@ -204,6 +210,7 @@ fn measure(kind: &str, connections: usize, slow: bool) -> Measured {
         .unwrap();
     let before = resident_kib(pid);
     let streams = runtime.block_on(open_idle(port, connections));
+    std::thread::sleep(QUIET);
     let after = resident_kib(pid);
 
     // One slow request in flight when the signal comes.

@@ -292,3 +292,35 @@ async fn a_connection_closes_gracefully_by_its_protocol_and_fails_io_at_forcing(
     drop((h1, h2, unknown));
     sequence.await.unwrap();
 }
+
+/// A phase future first polled when its task has used up tokio's cooperative budget gets a
+/// yield, not a wait: the channel returns `Pending` without registering. Polled again with
+/// a fresh budget, it must register and be woken when its phase comes; before, it answered
+/// `Pending` from its lock-free check, never registered, and a connection waiting for the
+/// drain stayed open until forcing.
+#[tokio::test]
+async fn a_phase_future_first_polled_out_of_budget_is_still_woken_by_its_phase() {
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let mut reached = pin!(handle.reached(Phase::Unready));
+    let (counting, waker) = counting_waker();
+
+    while tokio::task::coop::has_budget_remaining() {
+        tokio::task::coop::consume_budget().await;
+    }
+    let pending = reached.as_mut().poll(&mut Context::from_waker(&waker));
+    assert!(pending.is_pending());
+    tokio::task::yield_now().await; // a new poll of this task: a fresh budget
+    assert!(tokio::task::coop::has_budget_remaining());
+    let pending = reached.as_mut().poll(&mut Context::from_waker(&waker));
+    assert!(pending.is_pending());
+    let woken_before = counting.0.load(Ordering::SeqCst);
+
+    assert!(handle.shutdown());
+    assert!(
+        counting.0.load(Ordering::SeqCst) > woken_before,
+        "the phase woke the future's waker"
+    );
+    let ready = reached.as_mut().poll(&mut Context::from_waker(&waker));
+    assert!(ready.is_ready());
+}

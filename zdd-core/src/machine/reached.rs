@@ -20,7 +20,9 @@ use crate::Phase;
 ///
 /// Polling it again while its phase has not come is one atomic load: a connection's task
 /// that holds one is polled at every request, and waiting on the channel's shared waiter
-/// list each time would put all connections behind one lock.
+/// list each time would put all connections behind one lock. That check is sound only
+/// because the wait registers with the channel whenever it returns `Pending`, so it is
+/// exempt from tokio's cooperative budget (which would make it yield without registering).
 ///
 /// # Cancel safety
 ///
@@ -38,10 +40,17 @@ pub struct PhaseReached {
 impl PhaseReached {
     pub(crate) fn new(mut milestone: watch::Receiver<bool>, target: Phase) -> Self {
         let seen = milestone.clone();
-        let inner = Box::pin(async move {
+        let wait = async move {
             // An error means the lifecycle is gone, which is as far as phases go.
             let _ = milestone.wait_for(|reached| *reached).await;
-        });
+        };
+        // Out of tokio's cooperative budget, the channel yields (`Pending` and an
+        // immediate wake-up) without registering a waiter, and the lock-free check in
+        // `poll` would then never poll it again: the phase's wake-up would be lost. Waiting
+        // on a milestone is no work worth bounding, so it runs outside the budget.
+        #[cfg(not(zdd_loom))]
+        let wait = tokio::task::coop::unconstrained(wait);
+        let inner = Box::pin(wait);
         Self {
             target,
             inner,
