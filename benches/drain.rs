@@ -20,6 +20,9 @@
 //! - `tail`: from the slow response's last byte until the serve call returned;
 //! - memory per connection: resident memory growth divided by the connections.
 //!
+//! `--perf DIR` records each server's drain with `perf record -g` (from just before the
+//! signal until it exits) into `DIR/<server>.<connections>.data`, for `perf report`.
+//!
 //! A third server, `close-only`, gives the floor: no HTTP, no graceful shutdown, every
 //! stream dropped at once at the signal.
 
@@ -234,6 +237,29 @@ fn measure(kind: &str, connections: usize, slow: bool) -> Measured {
         );
         request
     });
+    // Profiles the drain alone: from just before the signal until the server exits.
+    let perf = common::value("--perf")
+        .filter(|_| !slow.is_some())
+        .map(|dir| {
+            let out = format!("{dir}/{kind}.{connections}.data");
+            let perf = std::process::Command::new("perf")
+                .args([
+                    "record",
+                    "-g",
+                    "-F",
+                    "20000",
+                    "-p",
+                    &pid.to_string(),
+                    "-o",
+                    &out,
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("perf runs (apt-get install linux-perf)");
+            std::thread::sleep(Duration::from_millis(300)); // until perf is attached
+            perf
+        });
     server.terminate();
     let result = server.result();
     if let Some(slow) = slow {
@@ -241,6 +267,9 @@ fn measure(kind: &str, connections: usize, slow: bool) -> Measured {
     }
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{kind} server exited with {status}");
+    if let Some(mut perf) = perf {
+        let _ = perf.wait();
+    }
     drop(streams);
 
     Measured {

@@ -167,6 +167,14 @@ impl ConnectionGuard {
             && !self.inner.upgraded.load(Ordering::Relaxed)
     }
 
+    /// Whether the connection was handed to another protocol (a `101` answer, or a
+    /// `CONNECT` tunnel): its stream has left the server's HTTP loop.
+    #[must_use]
+    #[inline]
+    pub fn is_upgraded(&self) -> bool {
+        self.inner.upgraded.load(Ordering::Relaxed)
+    }
+
     /// How long the connection has been without activity: since its last request began, or
     /// since its last HTTP/1 response ended, whichever is later. Coarse (milliseconds).
     #[must_use]

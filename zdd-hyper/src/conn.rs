@@ -5,7 +5,7 @@ use std::{
     future::Future,
     pin::{Pin, pin},
     sync::Arc,
-    task::{Context, Poll},
+    task::Poll,
     time::Duration,
 };
 
@@ -20,7 +20,7 @@ use tokio::{
     io::{AsyncRead, AsyncWrite},
     time::{Instant, sleep_until},
 };
-use zdd_core::{ConnectionGuard, PhaseReached};
+use zdd_core::{ConnectionGuard, Protocol};
 
 use crate::{HttpService, io::TrackedIo, side::SideWaker, state::ConnState};
 
@@ -128,12 +128,14 @@ pub(crate) async fn serve_connection<I, S>(
         first_request_deadline.min(accepted + deadlines.first_byte)
     ));
     let mut stage = Stage::FirstByte;
-    // When to close gracefully is the core's answer for the connection's protocol, known
-    // once its first request arrives (see `ConnectionGuard::graceful_close`). Waiting on
-    // that phase's own milestone means a connection is woken once, not at every transition.
-    // Forcing needs no branch here: the stream wrapper fails every pending read and write
-    // then, which ends the connection.
-    let mut close: Option<PhaseReached> = None;
+    // One phase to wait for at a time: the one to close gracefully in, by the connection's
+    // protocol (see `ConnectionGuard::graceful_close`: draining until the first request
+    // tells the protocol), then forcing, when the connection ends whatever it is doing.
+    // Each phase's own milestone wakes the connection once, not at every transition, and
+    // a connection closed gracefully never waits for forcing. (An upgraded connection
+    // leaves this task; its stream wrapper wakes it at forcing.)
+    let mut waiting = Some(state.guard.graceful_close());
+    let mut forcing = false;
     let mut first_request = pin!(state.guard.first_request());
     // The first request, the phase and the deadline wake the task through their own waker:
     // a wake-up by the socket (every request) polls the connection alone.
@@ -141,74 +143,124 @@ pub(crate) async fn serve_connection<I, S>(
 
     std::future::poll_fn(|cx| {
         loop {
+            // The side wake-ups first, so that what they decide (a graceful shutdown) is
+            // seen by the one poll of the connection that follows.
+            while side.woken(cx) {
+                let Some(phase) = &mut waiting else {
+                    break;
+                };
+                let event = {
+                    let cx = &mut side.context();
+                    if matches!(stage, Stage::FirstByte | Stage::FirstRequest)
+                        && first_request.as_mut().poll(cx).is_ready()
+                    {
+                        Event::FirstRequest
+                    } else if Pin::new(&mut *phase).poll(cx).is_ready() {
+                        Event::Phase
+                    } else if stage != Stage::Closing && deadline.as_mut().poll(cx).is_ready() {
+                        Event::Deadline
+                    } else {
+                        break;
+                    }
+                };
+                // What the others wait for may have changed: poll them all again.
+                side.again();
+                match (event, stage) {
+                    (Event::Phase, _) if forcing => {
+                        tracing::debug!(target: "zdd", "closing a connection at forcing");
+                        return Poll::Ready(());
+                    }
+                    (Event::FirstRequest, _) => {
+                        stage = Stage::Idle;
+                        deadline.as_mut().reset(Instant::now() + deadlines.idle);
+                        if forcing {
+                            // Draining began before its first request: closed after the answer.
+                            stage = match still_busy(&state) {
+                                Some(rest) => {
+                                    deadline.as_mut().reset(Instant::now() + rest);
+                                    Stage::Quieting
+                                }
+                                None => {
+                                    conn.as_mut().graceful_shutdown();
+                                    Stage::Closing
+                                }
+                            };
+                        } else if state.guard.protocol() == Some(Protocol::Http2) {
+                            *phase = state.guard.graceful_close();
+                        }
+                    }
+                    (Event::Phase, Stage::FirstByte | Stage::FirstRequest) => {
+                        // No request yet: it ends at its deadline, after its first answer, or
+                        // at forcing.
+                        forcing = true;
+                        *phase = state.guard.io_fails();
+                    }
+                    (Event::Phase, _) => {
+                        stage = match still_busy(&state) {
+                                Some(rest) => {
+                                    deadline.as_mut().reset(Instant::now() + rest);
+                                    Stage::Quieting
+                                }
+                                None => {
+                                    conn.as_mut().graceful_shutdown();
+                                    Stage::Closing
+                                }
+                            };
+                        forcing = true;
+                        waiting = None;
+                    }
+                    (Event::Deadline, Stage::Quieting) => {
+                        stage = match still_busy(&state) {
+                                Some(rest) => {
+                                    deadline.as_mut().reset(Instant::now() + rest);
+                                    Stage::Quieting
+                                }
+                                None => {
+                                    conn.as_mut().graceful_shutdown();
+                                    Stage::Closing
+                                }
+                            };
+                    }
+                    (Event::Deadline, Stage::FirstByte)
+                        if state.first_byte_seen() && Instant::now() < first_request_deadline =>
+                    {
+                        stage = Stage::FirstRequest;
+                        deadline.as_mut().reset(first_request_deadline);
+                    }
+                    (Event::Deadline, Stage::FirstByte) if !state.first_byte_seen() => {
+                        tracing::debug!(target: "zdd", timeout_ms = deadlines.first_byte.as_millis() as u64, "closing a connection that sent nothing");
+                        return Poll::Ready(());
+                    }
+                    (Event::Deadline, Stage::FirstByte | Stage::FirstRequest) => {
+                        tracing::debug!(target: "zdd", timeout_ms = deadlines.first_request.as_millis() as u64, "closing a connection whose first request did not arrive in time");
+                        return Poll::Ready(());
+                    }
+                    (Event::Deadline, Stage::Idle) => {
+                        let idle = state.guard.idle_for();
+                        if idle >= deadlines.idle {
+                            tracing::debug!(target: "zdd", idle_ms = idle.as_millis() as u64, "closing an idle connection");
+                            conn.as_mut().graceful_shutdown();
+                            stage = Stage::Closing;
+                        } else {
+                            deadline.as_mut().reset(Instant::now() + (deadlines.idle - idle));
+                        }
+                    }
+                    (Event::Deadline, Stage::Closing) => {}
+                }
+            }
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 if let Err(error) = result {
                     tracing::debug!(target: "zdd", error = %error, "connection ended");
                 }
                 return Poll::Ready(());
             }
-            if !side.woken(cx) {
-                return Poll::Pending;
+            if waiting.is_none() {
+                // Told to close and not closed at once: it waits for forcing too.
+                waiting = Some(state.guard.io_fails());
+                side.again();
             }
-            let event = {
-                let cx = &mut side.context();
-                if matches!(stage, Stage::FirstByte | Stage::FirstRequest)
-                    && first_request.as_mut().poll(cx).is_ready()
-                {
-                    Event::FirstRequest
-                } else if stage == Stage::Idle && reached(&mut close, cx) {
-                    Event::Close
-                } else if stage != Stage::Closing && deadline.as_mut().poll(cx).is_ready() {
-                    Event::Deadline
-                } else {
-                    return Poll::Pending;
-                }
-            };
-            // What the others wait for may have changed: poll them all again.
-            side.again();
-            match (event, stage) {
-                (Event::FirstRequest, _) => {
-                    stage = Stage::Idle;
-                    deadline.as_mut().reset(Instant::now() + deadlines.idle);
-                    close = Some(state.guard.graceful_close());
-                }
-                (Event::Close, _) | (Event::Deadline, Stage::Quieting) => {
-                    match still_busy(&state) {
-                        Some(rest) => {
-                            deadline.as_mut().reset(Instant::now() + rest);
-                            stage = Stage::Quieting;
-                        }
-                        None => {
-                            conn.as_mut().graceful_shutdown();
-                            stage = Stage::Closing;
-                        }
-                    }
-                }
-                (Event::Deadline, Stage::FirstByte)
-                    if state.first_byte_seen() && Instant::now() < first_request_deadline =>
-                {
-                    stage = Stage::FirstRequest;
-                    deadline.as_mut().reset(first_request_deadline);
-                }
-                (Event::Deadline, Stage::FirstByte) if !state.first_byte_seen() => {
-                    tracing::debug!(target: "zdd", timeout_ms = deadlines.first_byte.as_millis() as u64, "closing a connection that sent nothing");
-                    return Poll::Ready(());
-                }
-                (Event::Deadline, Stage::FirstByte | Stage::FirstRequest) => {
-                    tracing::debug!(target: "zdd", timeout_ms = deadlines.first_request.as_millis() as u64, "closing a connection whose first request did not arrive in time");
-                    return Poll::Ready(());
-                }
-                (Event::Deadline, Stage::Idle) => {
-                    let idle = state.guard.idle_for();
-                    if idle >= deadlines.idle {
-                        tracing::debug!(target: "zdd", idle_ms = idle.as_millis() as u64, "closing an idle connection");
-                        conn.as_mut().graceful_shutdown();
-                        stage = Stage::Closing;
-                    } else {
-                        deadline.as_mut().reset(Instant::now() + (deadlines.idle - idle));
-                    }
-                }
-                (Event::Deadline, Stage::Closing) => {}
+            if !side.is_woken() {
+                return Poll::Pending;
             }
         }
     })
@@ -220,8 +272,8 @@ pub(crate) async fn serve_connection<I, S>(
 enum Event {
     /// The first request's head is complete.
     FirstRequest,
-    /// The phase to close gracefully in has come.
-    Close,
+    /// The phase waited for has come: the one to close gracefully in, or forcing.
+    Phase,
     /// The current deadline passed.
     Deadline,
 }
@@ -234,11 +286,4 @@ fn still_busy(state: &ConnState) -> Option<Duration> {
         .http1_quiet_for()
         .and_then(|quiet| QUIET_BEFORE_CLOSE.checked_sub(quiet))
         .filter(|rest| !rest.is_zero())
-}
-
-/// Whether the phase is reached; never while there is none to wait for.
-fn reached(phase: &mut Option<PhaseReached>, cx: &mut Context<'_>) -> bool {
-    phase
-        .as_mut()
-        .is_some_and(|phase| Pin::new(phase).poll(cx).is_ready())
 }

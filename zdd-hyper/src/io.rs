@@ -23,7 +23,9 @@ use crate::state::ConnState;
 /// The connection's guard lives in the state this wrapper shares, not in the connection
 /// task, so a connection handed to an upgraded protocol (a WebSocket) still counts, and
 /// still obeys forcing: once the core says its I/O must fail (at forcing), every read and write
-/// fails and the stream is closed, and a task waiting on a read or write is woken to see it.
+/// fails and the stream is closed. The connection task is woken at forcing by its own
+/// wait; once upgraded, the stream has left that task, and a task waiting on a read or
+/// write of it is woken here.
 ///
 /// It also enforces the head deadline of every HTTP/1 request after the first (the first is
 /// bounded from accept by the connection task): once bytes of a new request arrive on an
@@ -36,7 +38,8 @@ pub(crate) struct TrackedIo<I> {
     inner: Option<I>,
     /// Holds the connection's guard.
     state: Arc<ConnState>,
-    forced: PhaseReached,
+    /// Forcing, waited for once the connection is upgraded.
+    forced: Option<PhaseReached>,
     header_timeout: Duration,
     /// The head deadline, and which head it was armed for.
     head_deadline: Option<(u64, Pin<Box<Sleep>>)>,
@@ -44,11 +47,10 @@ pub(crate) struct TrackedIo<I> {
 
 impl<I> TrackedIo<I> {
     pub(crate) fn new(inner: I, state: Arc<ConnState>, header_timeout: Duration) -> Self {
-        let forced = state.guard.io_fails();
         Self {
             inner: Some(inner),
             state,
-            forced,
+            forced: None,
             header_timeout,
             head_deadline: None,
         }
@@ -101,11 +103,21 @@ impl<I: Unpin> TrackedIo<I> {
         self.inner.as_mut().map(Pin::new).ok_or_else(aborted)
     }
 
-    /// Called when the stream is not ready: also wait for forcing, so a task parked on this
-    /// connection is woken when it has to close.
+    /// Called when the stream is not ready. Once upgraded, also waits for forcing, so a
+    /// task parked on this connection is woken when it has to close (before, the
+    /// connection's task is, and polls it).
     #[inline]
     fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        match Pin::new(&mut self.forced).poll(cx) {
+        if self.forced.is_none() {
+            if !self.state.guard.is_upgraded() {
+                return Poll::Pending;
+            }
+            self.forced = Some(self.state.guard.io_fails());
+        }
+        let Some(forced) = &mut self.forced else {
+            return Poll::Pending;
+        };
+        match Pin::new(forced).poll(cx) {
             Poll::Ready(()) => {
                 self.inner = None;
                 Poll::Ready(Err(aborted()))

@@ -29,9 +29,8 @@ impl Wake for Shared {
         // Release, with the task's acquire in `SideWaker::woken`: what the side future's
         // waker saw happens before the task polls it again.
         self.woken.store(true, Ordering::Release);
-        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(task) = task {
-            task.wake();
+        if let Some(task) = &*self.task.lock().unwrap_or_else(|e| e.into_inner()) {
+            task.wake_by_ref();
         }
     }
 }
@@ -80,6 +79,13 @@ impl SideWaker {
         }
         self.shared.woken.load(Ordering::Acquire)
             && self.shared.woken.swap(false, Ordering::Acquire)
+    }
+
+    /// Whether a side future was woken since the last call of [`SideWaker::woken`], without
+    /// taking the wake-up.
+    #[inline]
+    pub(crate) fn is_woken(&self) -> bool {
+        self.shared.woken.load(Ordering::Acquire)
     }
 
     /// Polls the side futures again at the next call of [`SideWaker::woken`], as after one of
