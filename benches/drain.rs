@@ -239,7 +239,7 @@ fn measure(kind: &str, connections: usize, slow: bool) -> Measured {
     });
     // Profiles the drain alone: from just before the signal until the server exits.
     let perf = common::value("--perf")
-        .filter(|_| !slow.is_some())
+        .filter(|_| slow.is_none())
         .map(|dir| {
             let out = format!("{dir}/{kind}.{connections}.data");
             let perf = std::process::Command::new("perf")
