@@ -96,6 +96,12 @@ fn layer(c: &mut Criterion) {
     group.bench_function("zdd_layer", |b| {
         b.iter(|| drop(black_box(one_request(&mut layered, &uri))))
     });
+    // As zdd's own loop serves it: counted on its connection.
+    let connection = handle.track_connection();
+    let mut on_connection = layered.for_connection(&connection);
+    group.bench_function("zdd_layer_on_connection", |b| {
+        b.iter(|| drop(black_box(one_request(&mut on_connection, &uri))))
+    });
     group.finish();
 }
 

@@ -31,10 +31,10 @@ pub struct ConnectionGuard {
 
 /// What a connection's guard and the requests served on it share.
 ///
-/// The activity fields are written by the connection's requests and read by its server
-/// task. HTTP/1 requests on one connection come one after another, each written by one
-/// side at a time, so plain relaxed loads and stores suffice; the only read-modify-write is
-/// recording the protocol, once.
+/// The activity fields are written by the server as a request begins and by the request's
+/// guard as it ends, both in the connection's task, and read there. HTTP/1 requests on one
+/// connection come one after another, so plain relaxed loads and stores suffice; the only
+/// read-modify-write is recording the protocol, once.
 pub(crate) struct ConnectionInner {
     pub(crate) shared: Arc<Shared>,
     /// Set once, by the first request; `Protocol::NONE` until then.
@@ -87,8 +87,8 @@ impl ConnectionGuard {
         self.inner.set_protocol(protocol);
     }
 
-    /// The protocol recorded with [`ConnectionGuard::set_protocol`] (or by the first request
-    /// served through [`Zdd::for_connection`](crate::layer::Zdd::for_connection)), if any.
+    /// The protocol recorded with [`ConnectionGuard::set_protocol`], or by the first
+    /// [`ConnectionGuard::request_begins`], if any.
     #[must_use]
     #[inline]
     pub fn protocol(&self) -> Option<Protocol> {
@@ -234,6 +234,24 @@ impl ConnectionInner {
     pub(crate) fn request_ended(&self) {
         self.last_active.store(ticks_now(), Ordering::Relaxed);
         self.in_request.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Tells an HTTP/1 connection that a request the layer answered itself (a probe, a
+/// rejection) is over, when dropped with its response body. Small, unlike a guard: it
+/// rides in every response future of the layer.
+pub(crate) struct RequestEnd(Arc<ConnectionInner>);
+
+impl RequestEnd {
+    /// For a request of `version` on `connection`: only HTTP/1 requests end one by one.
+    pub(crate) fn of(connection: &Arc<ConnectionInner>, version: Version) -> Option<Self> {
+        (Protocol::of(version) == Protocol::Http1).then(|| Self(Arc::clone(connection)))
+    }
+}
+
+impl Drop for RequestEnd {
+    fn drop(&mut self) {
+        self.0.request_ended();
     }
 }
 

@@ -360,16 +360,16 @@ pub(crate) struct Shards {
 impl Shards {
     /// Counts one more on this thread's shard; returns the shard, for [`Shards::sub`].
     #[inline]
-    pub(crate) fn add(&self) -> usize {
+    pub(crate) fn add(&self) -> u8 {
         let shard = this_threads_shard();
-        self.shards[shard].fetch_add(1, Ordering::Relaxed);
+        self.shards[usize::from(shard)].fetch_add(1, Ordering::Relaxed);
         shard
     }
 
     /// Counts one less, on the shard [`Shards::add`] returned.
     #[inline]
-    pub(crate) fn sub(&self, shard: usize) {
-        self.shards[shard % SHARDS].fetch_sub(1, Ordering::Relaxed);
+    pub(crate) fn sub(&self, shard: u8) {
+        self.shards[usize::from(shard) % SHARDS].fetch_sub(1, Ordering::Relaxed);
     }
 
     /// The count now.
@@ -382,10 +382,11 @@ impl Shards {
 
 /// This thread's shard of every [`Shards`]: threads take shards in turn as they first count.
 #[inline]
-fn this_threads_shard() -> usize {
+fn this_threads_shard() -> u8 {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        // SHARDS is 16: the index fits a byte.
+        static SHARD: u8 = (NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS) as u8;
     }
     SHARD.with(|shard| *shard)
 }
@@ -465,7 +466,7 @@ mod tests {
     #[test]
     fn shards_sum_what_threads_added_wherever_they_took_it_back() {
         let shards = std::sync::Arc::new(super::Shards::default());
-        let taken: Vec<usize> = std::thread::scope(|scope| {
+        let taken: Vec<u8> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..4)
                 .map(|_| scope.spawn(|| (0..100).map(|_| shards.add()).collect::<Vec<_>>()))
                 .collect();

@@ -18,7 +18,7 @@ use hyper_util::{
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    time::{Instant, sleep_until},
+    time::{Instant, Sleep, sleep_until},
 };
 use zdd_core::{ConnectionGuard, Protocol};
 
@@ -175,16 +175,9 @@ pub(crate) async fn serve_connection<I, S>(
                         deadline.as_mut().reset(Instant::now() + deadlines.idle);
                         if forcing {
                             // Draining began before its first request: closed after the answer.
-                            stage = match still_busy(&state) {
-                                Some(rest) => {
-                                    deadline.as_mut().reset(Instant::now() + rest);
-                                    Stage::Quieting
-                                }
-                                None => {
-                                    conn.as_mut().graceful_shutdown();
-                                    Stage::Closing
-                                }
-                            };
+                            stage = begin_close(&state, deadline.as_mut(), || {
+                                conn.as_mut().graceful_shutdown();
+                            });
                         } else if state.guard.protocol() == Some(Protocol::Http2) {
                             *phase = state.guard.graceful_close();
                         }
@@ -196,30 +189,16 @@ pub(crate) async fn serve_connection<I, S>(
                         *phase = state.guard.io_fails();
                     }
                     (Event::Phase, _) => {
-                        stage = match still_busy(&state) {
-                                Some(rest) => {
-                                    deadline.as_mut().reset(Instant::now() + rest);
-                                    Stage::Quieting
-                                }
-                                None => {
-                                    conn.as_mut().graceful_shutdown();
-                                    Stage::Closing
-                                }
-                            };
+                        stage = begin_close(&state, deadline.as_mut(), || {
+                                conn.as_mut().graceful_shutdown();
+                            });
                         forcing = true;
                         waiting = None;
                     }
                     (Event::Deadline, Stage::Quieting) => {
-                        stage = match still_busy(&state) {
-                                Some(rest) => {
-                                    deadline.as_mut().reset(Instant::now() + rest);
-                                    Stage::Quieting
-                                }
-                                None => {
-                                    conn.as_mut().graceful_shutdown();
-                                    Stage::Closing
-                                }
-                            };
+                        stage = begin_close(&state, deadline.as_mut(), || {
+                                conn.as_mut().graceful_shutdown();
+                            });
                     }
                     (Event::Deadline, Stage::FirstByte)
                         if state.first_byte_seen() && Instant::now() < first_request_deadline =>
@@ -276,6 +255,22 @@ enum Event {
     Phase,
     /// The current deadline passed.
     Deadline,
+}
+
+/// The stage of a connection told to close: [`Stage::Quieting`], with `deadline` at the end
+/// of its quiet time, when it answered a request a moment ago (see [`still_busy`]); else
+/// [`Stage::Closing`], after `shutdown` (hyper's graceful shutdown).
+fn begin_close(state: &ConnState, deadline: Pin<&mut Sleep>, shutdown: impl FnOnce()) -> Stage {
+    match still_busy(state) {
+        Some(rest) => {
+            deadline.reset(Instant::now() + rest);
+            Stage::Quieting
+        }
+        None => {
+            shutdown();
+            Stage::Closing
+        }
+    }
 }
 
 /// How much longer to wait before closing gracefully: for an HTTP/1 connection with nothing

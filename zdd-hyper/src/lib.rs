@@ -17,6 +17,14 @@
 //! not finish it after [`Serve::header_timeout`], and all of them at the drain deadline.
 //! An idle keep-alive connection is closed only after [`Serve::idle_timeout`].
 //!
+//! Each connection's requests are counted on that connection
+//! ([`Zdd::for_connection`](zdd_core::layer::Zdd::for_connection)): the connection counts
+//! until its last request ends, and a request touches nothing that requests on other
+//! connections touch (the in-flight figure is summed when the metrics or the report read
+//! it). A connection's task is woken by its socket, and by its deadline and the phase it
+//! waits for through a waker of their own, so a request wakes it once and polls nothing
+//! else.
+//!
 //! With an admin address configured (`ZDD_ADMIN_ADDR`), or a listener given to
 //! [`Serve::admin_listener`], the probes, `/metrics`, `/prestop` and `/maintenance` are
 //! also served on an admin listener that stays open in every phase until the report exists

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::guard::RequestGuard;
+use crate::{connection::RequestEnd, guard::RequestGuard};
 
 pin_project! {
     /// The response body of [`Zdd`](super::Zdd): the inner body carrying the request's
@@ -26,7 +26,7 @@ pin_project! {
     #[project = InnerProj]
     enum Inner<B> {
         Tracked { #[pin] body: B, guard: Option<RequestGuard> },
-        Full { data: Option<Bytes>, guard: Option<RequestGuard> },
+        Full { data: Option<Bytes>, end: Option<RequestEnd> },
     }
 }
 
@@ -37,11 +37,11 @@ impl<B> ResponseBody<B> {
         }
     }
 
-    /// A body the layer wrote; `guard` (uncounted) tells a connection when it is over.
-    pub(crate) fn full(data: Bytes, guard: Option<RequestGuard>) -> Self {
+    /// A body the layer wrote; `end` tells a connection when it is over.
+    pub(crate) fn full(data: Bytes, end: Option<RequestEnd>) -> Self {
         let data = if data.is_empty() { None } else { Some(data) };
         Self {
-            inner: Inner::Full { data, guard },
+            inner: Inner::Full { data, end },
         }
     }
 }

@@ -11,7 +11,9 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::{ResponseBody, close_if_shutting_down};
-use crate::{LifecycleHandle, Probe, guard::RequestGuard, health::respond};
+use crate::{
+    LifecycleHandle, Probe, connection::RequestEnd, guard::RequestGuard, health::respond,
+};
 
 type ProbeFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
 
@@ -30,8 +32,8 @@ pin_project! {
     #[project = InnerProj]
     enum Inner<F> {
         Served { #[pin] future: F, guard: Option<RequestGuard>, http1: bool },
-        Probe { future: ProbeFuture, guard: Option<RequestGuard> },
-        Rejected { response: Option<Response<Bytes>>, guard: Option<RequestGuard> },
+        Probe { future: ProbeFuture, end: Option<RequestEnd> },
+        Rejected { response: Option<Response<Bytes>>, end: Option<RequestEnd> },
     }
 }
 
@@ -53,7 +55,7 @@ impl<F> ResponseFuture<F> {
         probe: Probe,
         verbose: bool,
         http1: bool,
-        guard: Option<RequestGuard>,
+        end: Option<RequestEnd>,
     ) -> Self {
         let future = Box::pin(async move {
             let mut response = respond(handle.clone(), probe, verbose).await;
@@ -61,14 +63,14 @@ impl<F> ResponseFuture<F> {
             response
         });
         Self {
-            inner: Inner::Probe { future, guard },
+            inner: Inner::Probe { future, end },
         }
     }
 
     pub(crate) fn rejected(
         retry_after: Duration,
         http1: bool,
-        guard: Option<RequestGuard>,
+        end: Option<RequestEnd>,
     ) -> Self {
         let mut response = Response::new(Bytes::new());
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -84,7 +86,7 @@ impl<F> ResponseFuture<F> {
         Self {
             inner: Inner::Rejected {
                 response: Some(response),
-                guard,
+                end,
             },
         }
     }
@@ -119,17 +121,17 @@ where
                 };
                 Poll::Ready(Ok(response.map(|body| ResponseBody::tracked(body, guard))))
             }
-            InnerProj::Probe { future, guard } => {
+            InnerProj::Probe { future, end } => {
                 let response = ready!(future.as_mut().poll(cx));
-                let guard = guard.take();
-                Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, guard))))
+                let end = end.take();
+                Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, end))))
             }
-            InnerProj::Rejected { response, guard } => {
+            InnerProj::Rejected { response, end } => {
                 let Some(response) = response.take() else {
                     unreachable!("ResponseFuture polled after completion")
                 };
-                let guard = guard.take();
-                Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, guard))))
+                let end = end.take();
+                Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, end))))
             }
         }
     }

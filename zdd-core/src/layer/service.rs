@@ -9,7 +9,7 @@ use tower_service::Service;
 use super::{ResponseFuture, layer::Settings};
 use crate::{
     ConnectionGuard, Phase,
-    connection::ConnectionInner,
+    connection::{ConnectionInner, RequestEnd},
     guard::RequestGuard,
     layer::{LateRequests, is_http1},
 };
@@ -103,12 +103,12 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let settings = &*self.settings;
         let http1 = is_http1(request.version());
-        // On a connection every request has a guard, which tells the connection when the
-        // request is over; only tracked ones are counted.
-        let uncounted = |request: &Request<ReqBody>| {
+        // On a connection, the connection is told when each HTTP/1 request is over: by the
+        // request's guard, or for an answer of the layer's own by a marker in its body.
+        let ends = |request: &Request<ReqBody>| {
             self.connection
                 .as_ref()
-                .map(|connection| RequestGuard::on_connection(connection, request, false))
+                .and_then(|connection| RequestEnd::of(connection, request.version()))
         };
         let path = request.uri().path();
         if let Some(probe) = settings
@@ -121,12 +121,14 @@ where
                 probe,
                 settings.verbose,
                 http1,
-                uncounted(&request),
+                ends(&request),
             );
         }
         if settings.is_exempt(path) {
-            let guard = uncounted(&request)
-                .unwrap_or_else(|| RequestGuard::exempt(Arc::clone(&settings.handle.shared)));
+            let guard = match &self.connection {
+                Some(connection) => RequestGuard::on_connection(connection, &request, false),
+                None => RequestGuard::exempt(Arc::clone(&settings.handle.shared)),
+            };
             return ResponseFuture::served(self.inner.call(request), guard, http1);
         }
         if let LateRequests::Reject { retry_after } = settings.late
@@ -137,7 +139,7 @@ where
                 method = request.method().as_str(),
                 path, "late request rejected"
             );
-            return ResponseFuture::rejected(retry_after, http1, uncounted(&request));
+            return ResponseFuture::rejected(retry_after, http1, ends(&request));
         }
         let guard = match &self.connection {
             Some(connection) => RequestGuard::on_connection(connection, &request, true),
