@@ -209,6 +209,64 @@ async fn a_hung_handler_is_forced_closed_at_the_deadline_and_reported() {
 }
 
 #[tokio::test]
+async fn an_http2_stream_hung_at_the_deadline_is_forced_closed() {
+    let mut server = start(config(0, 500)).await;
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/hang", server.addr))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = tokio::spawn(sender.send_request(request));
+    server.wait_started("/hang").await;
+
+    server.handle.shutdown();
+    let ended = tokio::time::timeout(BOUND, connection)
+        .await
+        .expect("the HTTP/2 connection was not closed at forcing");
+    drop(ended);
+    assert!(
+        response.await.unwrap().is_err(),
+        "the hung stream got no answer"
+    );
+    let report = server.report().await;
+    assert_eq!(report.forced(), Some(ForceReason::DrainTimeout));
+    assert_eq!(report.requests_aborted(), 1, "{report}");
+    assert_eq!(report.connections_forced(), 1, "{report}");
+    assert_eq!(report.left_open(), 0);
+}
+
+#[tokio::test]
+async fn a_connection_silent_past_the_drain_deadline_is_closed_at_forcing() {
+    // Its own deadline (20 s) is far off: forcing closes it, not the deadline.
+    let server = start_with(config(0, 500), |serve| {
+        serve.first_byte_timeout(Duration::from_secs(20))
+    })
+    .await;
+    let mut silent = RawClient::connect(server.addr).await;
+    let mut half = RawClient::connect(server.addr).await;
+    half.send("GET / HTTP/1.1\r\nHost: te").await;
+    let started = Instant::now();
+    server.handle.shutdown();
+    silent.closed().await.unwrap();
+    half.closed().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let report = server.report().await;
+    assert_eq!(report.forced(), Some(ForceReason::DrainTimeout));
+    assert_eq!(report.connections_forced(), 2, "{report}");
+    assert_eq!(report.left_open(), 0);
+}
+
+#[tokio::test]
 async fn an_upgraded_connection_ignoring_the_drain_is_forced_closed() {
     let mut server = start(config(0, 500)).await;
     let mut client = RawClient::connect(server.addr).await;
