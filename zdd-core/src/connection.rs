@@ -15,7 +15,7 @@ use std::{
     time::Duration,
 };
 
-use http::{StatusCode, Version};
+use http::Version;
 use tokio::sync::{Notify, futures::Notified};
 
 use crate::{Phase, PhaseReached, Protocol, shared::Shared, tracker::ListenerStats};
@@ -77,6 +77,7 @@ impl ConnectionGuard {
 
     /// What the connection's requests hold to count on it
     /// ([`Zdd::for_connection`](crate::layer::Zdd::for_connection)).
+    #[cfg(feature = "tower")]
     pub(crate) fn inner(&self) -> &Arc<ConnectionInner> {
         &self.inner
     }
@@ -221,9 +222,10 @@ impl ConnectionInner {
 
     /// An HTTP/1 request's response started with `status`: a `101`, or a success answering
     /// `CONNECT`, hands the connection to another protocol.
+    #[cfg(feature = "tower")]
     #[inline]
-    pub(crate) fn responded(&self, status: StatusCode, connect: bool) {
-        if status == StatusCode::SWITCHING_PROTOCOLS || (connect && status.is_success()) {
+    pub(crate) fn responded(&self, status: http::StatusCode, connect: bool) {
+        if status == http::StatusCode::SWITCHING_PROTOCOLS || (connect && status.is_success()) {
             self.upgraded.store(true, Ordering::Relaxed);
         }
     }
@@ -240,8 +242,10 @@ impl ConnectionInner {
 /// Tells an HTTP/1 connection that a request the layer answered itself (a probe, a
 /// rejection) is over, when dropped with its response body. Small, unlike a guard: it
 /// rides in every response future of the layer.
+#[cfg(feature = "tower")]
 pub(crate) struct RequestEnd(Arc<ConnectionInner>);
 
+#[cfg(feature = "tower")]
 impl RequestEnd {
     /// For a request of `version` on `connection`: only HTTP/1 requests end one by one.
     pub(crate) fn of(connection: &Arc<ConnectionInner>, version: Version) -> Option<Self> {
@@ -249,6 +253,7 @@ impl RequestEnd {
     }
 }
 
+#[cfg(feature = "tower")]
 impl Drop for RequestEnd {
     fn drop(&mut self) {
         self.0.request_ended();

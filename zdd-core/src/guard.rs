@@ -7,9 +7,9 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use http::{Method, StatusCode};
+use http::Method;
 
-use crate::{Phase, Protocol, connection::ConnectionInner, shared::Shared};
+use crate::{Phase, connection::ConnectionInner, shared::Shared};
 
 /// How many requests aborted by forcing are logged one by one. Forcing a thousand streams
 /// must not write a thousand lines: the rest are counted, and the sequence logs one line
@@ -67,6 +67,8 @@ pub struct RequestGuard {
 }
 
 /// What a request reaches the lifecycle through.
+// Without the `tower` feature there is no layer, and so no request on a connection.
+#[cfg_attr(not(feature = "tower"), allow(dead_code))]
 enum Owner {
     /// The lifecycle itself.
     Lifecycle(Arc<Shared>),
@@ -85,6 +87,7 @@ enum Owner {
 /// Where a request is counted as in flight. One byte, so the guard stays small: it moves
 /// with the response future and body.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "tower"), allow(dead_code))]
 enum Count {
     /// Nowhere: an exempt request (a probe, `/metrics`).
     Not,
@@ -113,6 +116,7 @@ impl RequestGuard {
     }
 
     /// An exempt request, not counted: it only reads the phase.
+    #[cfg(feature = "tower")]
     pub(crate) fn exempt(shared: Arc<Shared>) -> Self {
         Self::with_owner(Owner::Lifecycle(shared), Count::Not, None)
     }
@@ -122,6 +126,7 @@ impl RequestGuard {
     /// stays counted until the request ends; an HTTP/1 request's end tells the connection
     /// it is between requests. Counted as in flight, and named for the forced-close log,
     /// when `counted` (an exempt request is not).
+    #[cfg(feature = "tower")]
     #[inline]
     pub(crate) fn on_connection<B>(
         connection: &Arc<ConnectionInner>,
@@ -134,7 +139,7 @@ impl RequestGuard {
         };
         let owner = Owner::Connection {
             connection: Arc::clone(connection),
-            http1: Protocol::of(request.version()) == Protocol::Http1,
+            http1: crate::Protocol::of(request.version()) == crate::Protocol::Http1,
             connect: request.method() == Method::CONNECT,
         };
         Self::with_owner(
@@ -152,8 +157,9 @@ impl RequestGuard {
 
     /// The response begins with `status`; tells the connection when it becomes a tunnel
     /// or another protocol.
+    #[cfg(feature = "tower")]
     #[inline]
-    pub(crate) fn responded(&self, status: StatusCode) {
+    pub(crate) fn responded(&self, status: http::StatusCode) {
         if let Owner::Connection {
             connection,
             http1: true,

@@ -359,6 +359,7 @@ pub(crate) struct Shards {
 
 impl Shards {
     /// Counts one more on this thread's shard; returns the shard, for [`Shards::sub`].
+    #[cfg(feature = "tower")]
     #[inline]
     pub(crate) fn add(&self) -> u8 {
         let shard = this_threads_shard();
@@ -381,6 +382,7 @@ impl Shards {
 }
 
 /// This thread's shard of every [`Shards`]: threads take shards in turn as they first count.
+#[cfg(feature = "tower")]
 #[inline]
 fn this_threads_shard() -> u8 {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -463,6 +465,7 @@ mod tests {
         assert_ready!(wait.poll());
     }
 
+    #[cfg(feature = "tower")]
     #[test]
     fn shards_sum_what_threads_added_wherever_they_took_it_back() {
         let shards = std::sync::Arc::new(super::Shards::default());

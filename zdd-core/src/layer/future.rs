@@ -11,9 +11,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::{ResponseBody, close_if_shutting_down};
-use crate::{
-    LifecycleHandle, Probe, connection::RequestEnd, guard::RequestGuard, health::respond,
-};
+use crate::{LifecycleHandle, Probe, connection::RequestEnd, guard::RequestGuard, health::respond};
 
 type ProbeFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
 
@@ -67,11 +65,7 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(crate) fn rejected(
-        retry_after: Duration,
-        http1: bool,
-        end: Option<RequestEnd>,
-    ) -> Self {
+    pub(crate) fn rejected(retry_after: Duration, http1: bool, end: Option<RequestEnd>) -> Self {
         let mut response = Response::new(Bytes::new());
         *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
         let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
