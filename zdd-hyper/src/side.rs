@@ -142,6 +142,46 @@ mod tests {
         assert!(fired);
     }
 
+    #[test]
+    fn a_side_wake_from_another_thread_is_never_lost() {
+        // Many rounds of a side future woken from another thread while the task polls,
+        // registers or parks, on real threads: each round must complete.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        for round in 0..2_000 {
+            let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+            let waker_thread = {
+                let notify = std::sync::Arc::clone(&notify);
+                std::thread::spawn(move || notify.notify_one())
+            };
+            let task = runtime.spawn({
+                let notify = std::sync::Arc::clone(&notify);
+                async move {
+                    let mut side = SideWaker::new();
+                    let mut notified = pin!(notify.notified());
+                    std::future::poll_fn(|cx| {
+                        // The task's own wake-ups (none here) and the side's: poll the side
+                        // future only when the side waker says so.
+                        if side.woken(cx) && notified.as_mut().poll(&mut side.context()).is_ready()
+                        {
+                            return Poll::Ready(());
+                        }
+                        Poll::Pending
+                    })
+                    .await;
+                }
+            });
+            let done = runtime.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(10), task).await
+            });
+            assert!(done.is_ok(), "round {round}: a side wake-up was lost");
+            waker_thread.join().unwrap();
+        }
+    }
+
     #[derive(Default)]
     struct Counter(std::sync::atomic::AtomicUsize);
 
