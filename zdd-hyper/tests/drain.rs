@@ -96,6 +96,43 @@ async fn idle_keep_alive_connections_close_when_draining_starts_not_before() {
 }
 
 #[tokio::test]
+async fn a_request_pipelined_behind_a_slow_one_is_not_cut_by_the_header_timeout() {
+    // Its bytes arrive while the slow request is being served: they start no head
+    // deadline (the connection is not between requests), so waiting longer than the
+    // header timeout for its turn cuts nothing. Then three more in one write.
+    let mut server = start_with(config(0, 5_000), |serve| {
+        serve.header_timeout(Duration::from_millis(200))
+    })
+    .await;
+    let mut client = RawClient::connect(server.addr).await;
+    assert_eq!(client.get("/").await.unwrap().status, 200);
+    client
+        .send("GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await;
+    server.wait_started("/slow").await;
+    client.send("GET / HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    tokio::time::sleep(Duration::from_millis(400)).await; // twice the header timeout
+    server.release.notify_one();
+    for expected in ["slow done", "ok"] {
+        let response = client.response().await.unwrap();
+        assert_eq!(response.map(|r| r.status), Some(200), "{expected}");
+    }
+    client
+        .send(&"GET / HTTP/1.1\r\nHost: test\r\n\r\n".repeat(3))
+        .await;
+    for n in 1..=3 {
+        let response = client.response().await.unwrap();
+        assert_eq!(response.map(|r| r.status), Some(200), "pipelined {n}");
+    }
+
+    server.handle.shutdown();
+    client.closed().await.unwrap();
+    let report = server.report().await;
+    assert!(report.is_graceful(), "{report}");
+    assert_eq!(report.connections_graceful(), 1);
+}
+
+#[tokio::test]
 async fn a_request_sent_right_after_the_last_answer_is_served_not_cut_off() {
     // No balancer in front (no propagation delay): clients keep using their connections
     // right up to the drain. One that answered a request a moment ago is not closed while
