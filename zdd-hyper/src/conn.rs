@@ -143,12 +143,21 @@ pub(crate) async fn serve_connection<I, S>(
 
     std::future::poll_fn(|cx| {
         loop {
-            // The side wake-ups first, so that what they decide (a graceful shutdown) is
-            // seen by the one poll of the connection that follows.
-            while side.woken(cx) {
-                let Some(phase) = &mut waiting else {
-                    break;
-                };
+            // The connection first: bytes that arrived are read before any decision to
+            // close. (Deciding first could close a connection whose next request had
+            // arrived but was not read yet: the quiet time would see no request.)
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                if let Err(error) = result {
+                    tracing::debug!(target: "zdd", error = %error, "connection ended");
+                }
+                return Poll::Ready(());
+            }
+            if !side.woken(cx) {
+                return Poll::Pending;
+            }
+            // Forcing is waited for only by a connection that did not end when told to
+            // close.
+            let phase = waiting.get_or_insert_with(|| state.guard.io_fails());
                 let event = {
                     let cx = &mut side.context();
                     if matches!(stage, Stage::FirstByte | Stage::FirstRequest)
@@ -160,7 +169,7 @@ pub(crate) async fn serve_connection<I, S>(
                     } else if stage != Stage::Closing && deadline.as_mut().poll(cx).is_ready() {
                         Event::Deadline
                     } else {
-                        break;
+                        return Poll::Pending;
                     }
                 };
                 // What the others wait for may have changed: poll them all again.
@@ -226,21 +235,6 @@ pub(crate) async fn serve_connection<I, S>(
                     }
                     (Event::Deadline, Stage::Closing) => {}
                 }
-            }
-            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-                if let Err(error) = result {
-                    tracing::debug!(target: "zdd", error = %error, "connection ended");
-                }
-                return Poll::Ready(());
-            }
-            if waiting.is_none() {
-                // Told to close and not closed at once: it waits for forcing too.
-                waiting = Some(state.guard.io_fails());
-                side.again();
-            }
-            if !side.is_woken() {
-                return Poll::Pending;
-            }
         }
     })
     .await;

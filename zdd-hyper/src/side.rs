@@ -81,13 +81,6 @@ impl SideWaker {
             && self.shared.woken.swap(false, Ordering::Acquire)
     }
 
-    /// Whether a side future was woken since the last call of [`SideWaker::woken`], without
-    /// taking the wake-up.
-    #[inline]
-    pub(crate) fn is_woken(&self) -> bool {
-        self.shared.woken.load(Ordering::Acquire)
-    }
-
     /// Polls the side futures again at the next call of [`SideWaker::woken`], as after one of
     /// them completed and changed what the others wait for.
     pub(crate) fn again(&self) {
