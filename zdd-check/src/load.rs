@@ -10,6 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// How many times a request that was provably never sent is sent again.
+const UNSENT_RETRIES: usize = 3;
+
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Empty};
@@ -401,15 +404,20 @@ where
     let mut unsent = 0;
     let answer = tokio::time::timeout(plan.timeout, async {
         // A request the client never sent (its kept-alive connection closed as it was
-        // picked) is sent again once on a new connection, as every client does; it is
-        // counted apart, and the second attempt's outcome is the request's.
-        let response = match client.get(url.clone()).await {
-            Err(error) if Outcome::never_sent(&error) => {
-                unsent += 1;
-                client.get(url).await?
+        // picked) is sent again, as every client does, up to `UNSENT_RETRIES` times (during
+        // a rollout the pool may hand out a second closing connection); each is counted
+        // apart, and the last attempt's outcome is the request's.
+        let mut attempt = client.get(url.clone()).await;
+        for _ in 0..UNSENT_RETRIES {
+            match &attempt {
+                Err(error) if Outcome::never_sent(error) => {
+                    unsent += 1;
+                    attempt = client.get(url.clone()).await;
+                }
+                _ => break,
             }
-            response => response?,
-        };
+        }
+        let response = attempt?;
         let outcome = Outcome::from_status(response.status());
         let version = response
             .headers()

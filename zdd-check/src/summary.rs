@@ -122,7 +122,7 @@ impl Summary {
 
     /// Requests that provably never reached the server's application (their kept-alive
     /// connection closed as it was picked, or an HTTP/2 server refused the stream with
-    /// GOAWAY or `REFUSED_STREAM`), each sent again once on a new connection, as clients
+    /// GOAWAY or `REFUSED_STREAM`), each sent again (up to 3 times) on a new connection, as clients
     /// do. Not failures: nothing was processed; counted so nothing is hidden.
     #[must_use]
     pub fn unsent_retried(&self) -> u64 {
