@@ -88,3 +88,11 @@ pub mod axum {
     #[doc(inline)]
     pub use zdd_axum::{DrainingWebSocket, ZddHandle, ZddLayer, probe_routes, serve};
 }
+
+/// Serving tonic gRPC routes, and `grpc.health.v1` from the lifecycle; see `zdd-tonic`.
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod tonic {
+    #[doc(inline)]
+    pub use zdd_tonic::{GrpcHealth, WatchStream, serve};
+}

@@ -1,7 +1,9 @@
 //! The Kubernetes recipes in `deploy/kubernetes/`: every manifest parses as its Kubernetes
 //! type with no unknown or misspelled field, the probes point at zdd's paths on the admin
 //! port with settings that fit zdd, the preStop hook calls `/prestop` there, the container
-//! exposes that port, and zdd's configured timings fit each pod's grace period.
+//! exposes that port, and zdd's configured timings fit each pod's grace period. The gRPC
+//! recipe's native `grpc:` probes ask the health services zdd-tonic's example maps
+//! (`""` readiness, `liveness`, `startup`) on the container's gRPC port.
 
 use std::{
     collections::BTreeMap,
@@ -167,11 +169,39 @@ fn check_deployment(deployment: &Deployment) -> Vec<String> {
             config.grace_period()
         ));
     }
-    for (probe, path) in [
-        (container.readiness_probe.as_ref(), "/health/ready"),
-        (container.liveness_probe.as_ref(), "/health/live"),
-        (container.startup_probe.as_ref(), "/health/startup"),
+    for (probe, path, grpc_service) in [
+        (container.readiness_probe.as_ref(), "/health/ready", ""),
+        (
+            container.liveness_probe.as_ref(),
+            "/health/live",
+            "liveness",
+        ),
+        (
+            container.startup_probe.as_ref(),
+            "/health/startup",
+            "startup",
+        ),
     ] {
+        // A gRPC probe: the health service name zdd-tonic's example maps to this probe,
+        // on the container's gRPC port.
+        if let Some(grpc) = probe.and_then(|p| p.grpc.as_ref()) {
+            let service = grpc.service.as_deref().unwrap_or_default();
+            if service != grpc_service {
+                problems.push(format!(
+                    "gRPC probe for {path} asks service {service:?}, not {grpc_service:?}"
+                ));
+            }
+            let exposed = container.ports.iter().flatten().find(|port| {
+                port.container_port == grpc.port && port.name.as_deref() == Some("grpc")
+            });
+            if exposed.is_none() {
+                problems.push(format!(
+                    "gRPC probe for {path}: port {} is not the container's port named grpc",
+                    grpc.port
+                ));
+            }
+            continue;
+        }
         if probe_path(probe) != Some(path) {
             problems.push(format!(
                 "probe for {path} points at {:?}",
@@ -296,7 +326,7 @@ fn every_manifest_is_valid_and_fits_zdd() {
         }
     }
     assert!(problems.is_empty(), "{problems:#?}");
-    assert_eq!(kinds.get("Deployment"), Some(&5), "{kinds:?}");
+    assert_eq!(kinds.get("Deployment"), Some(&6), "{kinds:?}");
     assert_eq!(kinds.get("VirtualService"), Some(&1), "{kinds:?}");
 }
 
@@ -366,5 +396,25 @@ fn the_checks_catch_a_typo_and_a_budget_that_does_not_fit() {
     assert_eq!(
         problems,
         ["ZDD_GRACE_PERIOD 30s exceeds terminationGracePeriodSeconds 20"]
+    );
+
+    // The gRPC recipe: a probe asking the wrong health service, or on a port that is not
+    // the gRPC one.
+    let (_, grpc) = manifests()
+        .into_iter()
+        .find(|(p, d)| p.ends_with("grpc/app.yaml") && d["kind"] == "Deployment")
+        .unwrap();
+    assert!(check_deployment(&strict::<Deployment>(&grpc).unwrap()).is_empty());
+    let mut wrong = grpc;
+    let container = &mut wrong["spec"]["template"]["spec"]["containers"][0];
+    container["livenessProbe"]["grpc"]["service"] = Value::from("");
+    container["readinessProbe"]["grpc"]["port"] = Value::from(9000);
+    let problems = check_deployment(&strict::<Deployment>(&wrong).unwrap());
+    assert_eq!(
+        problems,
+        [
+            "gRPC probe for /health/ready: port 9000 is not the container's port named grpc",
+            r#"gRPC probe for /health/live asks service "", not "liveness""#,
+        ]
     );
 }

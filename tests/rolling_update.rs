@@ -8,6 +8,9 @@
 //! recorded, not asserted. `cargo test --test rolling_update -- --nocapture` prints the
 //! table.
 //!
+//! The gRPC example (`grpc_hello`) goes through the same rolling update with HAProxy
+//! speaking HTTP/2 on both sides (`proto h2`) under unary gRPC calls: no call fails.
+//!
 //! A third run checks health on zdd's admin listener instead (`check port`, with
 //! `ZDD_PUBLIC_PROBES=false`), as the Kubernetes recipes do: the same promise holds.
 //!
@@ -100,6 +103,13 @@ async fn rolling_update(mode: Mode, server: &str, checks: Checks) -> Option<Outc
     });
 
     let (checker, load) = match &tls {
+        None if mode == Mode::Grpc => (
+            Checker::start_on(
+                &format!("http://127.0.0.1:{}{GRPC_METHOD}", haproxy.port),
+                &["--grpc"],
+            ),
+            load_grpc(haproxy.port, 8),
+        ),
         None => (Checker::start(haproxy.port), load(haproxy.port, 8)),
         Some((cert, _)) => {
             let cacert = cert.display().to_string();
@@ -239,6 +249,21 @@ async fn rolling_update_over_tls_fails_nothing() {
     };
     eprintln!(
         "rolling update over TLS: {} ok, failures {:?}",
+        outcome.tally.ok(),
+        outcome.tally.failures()
+    );
+    assert_nothing_failed(outcome);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_of_a_grpc_service_fails_no_call() {
+    // HTTP/2 from the clients to HAProxy and from HAProxy to each instance; every old
+    // instance sends GOAWAY at Unready and finishes its calls.
+    let Some(outcome) = rolling_update(Mode::Grpc, "grpc_hello", Checks::Public).await else {
+        return;
+    };
+    eprintln!(
+        "rolling update, gRPC: {} calls ok, failures {:?}",
         outcome.tally.ok(),
         outcome.tally.failures()
     );

@@ -46,11 +46,16 @@ pub(crate) fn init_logging() {
 
 /// `PORT`, default 3000.
 pub(crate) fn port() -> Result<u16, String> {
+    port_or(3000)
+}
+
+/// `PORT`, default `default`.
+pub(crate) fn port_or(default: u16) -> Result<u16, String> {
     match std::env::var("PORT") {
         Ok(port) => port
             .parse()
             .map_err(|_| format!("PORT: not a port number: {port:?}")),
-        Err(_) => Ok(3000),
+        Err(_) => Ok(default),
     }
 }
 

@@ -468,6 +468,8 @@ pub struct Haproxy {
 pub enum Mode {
     Http,
     Tcp,
+    /// HTTP mode speaking HTTP/2 to clients and servers (`proto h2`): gRPC.
+    Grpc,
 }
 
 /// Health-check timing shared by the config and the tests' assertions.
@@ -492,14 +494,15 @@ impl Haproxy {
         let dir = TempDir::new();
         let port = free_port();
         let socket = dir.0.join("admin.sock");
-        let mode = match mode {
-            Mode::Http => "http",
-            Mode::Tcp => "tcp",
+        let (proto, mode) = match mode {
+            Mode::Http => ("", "http"),
+            Mode::Tcp => ("", "tcp"),
+            Mode::Grpc => (" proto h2", "http"),
         };
         let mut config = format!(
             "global\n  stats socket {socket} level admin\n\
              defaults\n  mode {mode}\n  timeout connect 1s\n  timeout client 30s\n  timeout server 30s\n  retries 0\n\
-             frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+             frontend fe\n  bind 127.0.0.1:{port}{proto}\n  default_backend be\n\
              backend be\n  balance roundrobin\n  option httpchk\n  http-check send meth GET uri /health/ready ver HTTP/1.1 hdr Host localhost\n  http-check expect status 200\n  default-server inter {inter}ms fall {fall} rise 1\n",
             socket = socket.display(),
             inter = CHECK_INTERVAL.as_millis(),
@@ -511,7 +514,7 @@ impl Haproxy {
                 .map(|port| format!(" port {port}"))
                 .unwrap_or_default();
             config.push_str(&format!(
-                "  server {name} 127.0.0.1:{port} check{check_port} weight {weight}\n"
+                "  server {name} 127.0.0.1:{port}{proto} check{check_port} weight {weight}\n"
             ));
         }
         let config_path = dir.0.join("haproxy.cfg");
@@ -693,6 +696,21 @@ pub fn kill(signal: &str, pid: u32) {
         .unwrap();
     assert!(status.success(), "kill -{signal} {pid}");
 }
+
+/// gRPC calls of `grpc_hello`'s `SayHello` on `port`, on `concurrency` HTTP/2 connections.
+pub fn load_grpc(port: u16, concurrency: usize) -> zdd_check::Load {
+    let url = format!("http://127.0.0.1:{port}{GRPC_METHOD}")
+        .parse()
+        .unwrap();
+    zdd_check::Load::start(
+        zdd_check::Plan::new(url)
+            .concurrency(concurrency)
+            .grpc(&[]),
+    )
+}
+
+/// The method the gRPC loads call.
+pub const GRPC_METHOD: &str = "/hello.v1.Greeter/SayHello";
 
 pub fn load(port: u16, concurrency: usize) -> zdd_check::Load {
     let url = format!("http://127.0.0.1:{port}/").parse().unwrap();

@@ -45,6 +45,16 @@ pub(crate) struct Args {
     /// Speak HTTP/2 only: without TLS (prior knowledge) on http://, through ALPN on https://.
     #[arg(long)]
     pub(crate) h2c: bool,
+    /// Send gRPC unary calls (HTTP/2) instead of GETs: to the method the URL's path names
+    /// (http://host:port/package.Service/Method), or to grpc.health.v1.Health/Check when
+    /// the path is /. A call succeeds when its status is OK; other statuses are failures
+    /// counted by code (grpc_unavailable, …).
+    #[arg(long)]
+    pub(crate) grpc: bool,
+    /// The gRPC request message, protobuf-encoded, in hex (e.g. 0a03796f75 for a string
+    /// field 1 = "you"). Default is empty: every field at its default.
+    #[arg(long, value_name = "HEX", requires = "grpc", value_parser = hex)]
+    pub(crate) grpc_message: Option<bytes::Bytes>,
     /// Trust the certificates in this PEM file for https:// (a private CA, or the server's
     /// own self-signed certificate) instead of the system's roots.
     #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
@@ -119,6 +129,33 @@ fn duration_at_most(limit: Duration) -> impl Fn(&str) -> Result<Duration, String
     }
 }
 
+/// Bytes written as hex digits, two a byte (at most 1 MiB).
+fn hex(value: &str) -> Result<bytes::Bytes, String> {
+    let value = value.trim();
+    if !value.len().is_multiple_of(2) {
+        return Err("an odd number of hex digits: two make one byte".to_owned());
+    }
+    if value.len() > 2 << 20 {
+        return Err("longer than 1 MiB".to_owned());
+    }
+    (0..value.len())
+        .step_by(2)
+        .map(|i| {
+            value
+                .get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "not hex digits at {}: {:?}",
+                        i,
+                        value.get(i..i + 2).unwrap_or("")
+                    )
+                })
+        })
+        .collect::<Result<Vec<u8>, String>>()
+        .map(bytes::Bytes::from)
+}
+
 /// A request path with an optional query, starting with `/`.
 fn path(value: &str) -> Result<PathAndQuery, String> {
     if !value.starts_with('/') {
@@ -156,6 +193,14 @@ mod tests {
         assert_eq!(ok(&["http://[::1]:65535/"]).url.port_u16(), Some(65535));
         assert_eq!(ok(&["http://user:pw@localhost:1/"]).url.port_u16(), Some(1));
         assert_eq!(ok(&["http://localhost/"]).url.port_u16(), None);
+        let grpc = ok(&[base, "--grpc", "--grpc-message", "0A03796f75"]);
+        assert_eq!(grpc.grpc_message.unwrap().as_ref(), b"\x0a\x03you");
+        assert!(parse(&[base, "--grpc", "--grpc-message", "0a0"]).is_err());
+        assert!(parse(&[base, "--grpc", "--grpc-message", "zz"]).is_err());
+        assert!(
+            parse(&[base, "--grpc-message", "00"]).is_err(),
+            "needs --grpc"
+        );
         let slow = ok(&[base, "--slow-path", "/slow?ms=100"])
             .slow_path
             .unwrap();
@@ -170,6 +215,7 @@ mod tests {
             option in prop::sample::select(vec![
                 "--concurrency", "--duration", "--requests", "--timeout", "--slow-path",
                 "--slow-every", "--version-header", "--max-failures", "--max-p99",
+                "--grpc-message",
             ]),
             value in prop_oneof![
                 any::<String>(),
@@ -178,7 +224,7 @@ mod tests {
                 "/[ -~]{0,20}",
             ],
         ) {
-            if let Ok(args) = parse(&["http://127.0.0.1:8080/", option, &value]) {
+            if let Ok(args) = parse(&["http://127.0.0.1:8080/", "--grpc", option, &value]) {
                 prop_assert!((1..=MAX_CONCURRENCY).contains(&args.concurrency));
                 prop_assert!(args.duration <= MAX_DURATION && args.timeout <= MAX_TIMEOUT);
                 prop_assert!(Instant::now().checked_add(args.duration + args.timeout).is_some());

@@ -34,7 +34,7 @@ mod tls;
 
 #[doc(inline)]
 pub use self::{
-    load::{Load, Plan, Stopper},
+    load::{GRPC_HEALTH_CHECK, Load, Plan, Stopper},
     summary::Summary,
     tls::{Trust, client_config},
 };

@@ -3,11 +3,14 @@
 //! ```sh
 //! zdd-check http://localhost:8080/ --concurrency 16 --duration 60s
 //! zdd-check http://localhost:8080/ --duration 30s --slow-path /slow?ms=2000 --slow-every 20 --json
+//! zdd-check --grpc http://localhost:50051/hello.v1.Greeter/SayHello --duration 30s
+//! zdd-check --grpc http://localhost:50051/     # grpc.health.v1.Health/Check
 //! ```
 //!
 //! Ctrl-C (or SIGTERM) stops the run early and still prints the summary. Requests are
 //! never retried. The summary gives the total, successes, failures by kind
-//! (connect refused, reset, empty reply, timeout, 5xx, other non-2xx, other errors),
+//! (connect refused, reset, empty reply, timeout, 5xx, other non-2xx, other errors, and
+//! with `--grpc` each non-OK gRPC status by name: `grpc_unavailable`, …),
 //! latency percentiles of successful requests, and requests per version (grouped by the
 //! `X-Version` response header, or the one named with `--version-header`). The exit code
 //! is 0 when nothing failed and no threshold was crossed, 1 otherwise, 2 on bad input
@@ -46,6 +49,9 @@ fn main() -> ExitCode {
         .h2c(args.h2c);
     if let Some(limit) = args.requests {
         plan = plan.requests(limit);
+    }
+    if args.grpc {
+        plan = plan.grpc(args.grpc_message.as_deref().unwrap_or_default());
     }
     if let Some(path) = args.slow_path.clone() {
         plan = plan.slow(path, args.slow_every);

@@ -15,7 +15,30 @@ pub(crate) enum Outcome {
     ServerError,
     OtherStatus,
     OtherError,
+    /// A gRPC call that ended with this status code (1 to 16; 17 for any other).
+    Grpc(u8),
 }
+
+/// The gRPC status codes' names (1 to 16), as `grpc_<name>` outcomes use them.
+const GRPC_CODES: [&str; 17] = [
+    "grpc_ok",
+    "grpc_cancelled",
+    "grpc_unknown",
+    "grpc_invalid_argument",
+    "grpc_deadline_exceeded",
+    "grpc_not_found",
+    "grpc_already_exists",
+    "grpc_permission_denied",
+    "grpc_resource_exhausted",
+    "grpc_failed_precondition",
+    "grpc_aborted",
+    "grpc_out_of_range",
+    "grpc_unimplemented",
+    "grpc_internal",
+    "grpc_unavailable",
+    "grpc_data_loss",
+    "grpc_unauthenticated",
+];
 
 impl Outcome {
     pub(crate) const FAILURES: [Self; 9] = [
@@ -30,8 +53,30 @@ impl Outcome {
         Self::OtherError,
     ];
 
+    /// Every kind of failure: the HTTP ones, then each gRPC status code.
+    pub(crate) fn failures() -> impl Iterator<Item = Self> {
+        Self::FAILURES.into_iter().chain((1..=17).map(Self::Grpc))
+    }
+
+    /// A gRPC call's end from its `grpc-status` value: `Ok` for 0, else its code; a value
+    /// that is not a number is `grpc_other`.
+    pub(crate) fn from_grpc_status(value: &[u8]) -> Self {
+        match std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse::<u8>().ok())
+        {
+            Some(0) => Self::Ok,
+            Some(code @ 1..=16) => Self::Grpc(code),
+            _ => Self::Grpc(17),
+        }
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
+            Self::Grpc(code) => GRPC_CODES
+                .get(usize::from(code))
+                .copied()
+                .unwrap_or("grpc_other"),
             Self::Ok => "ok",
             Self::ConnectRefused => "connect_refused",
             Self::Dns => "dns_error",

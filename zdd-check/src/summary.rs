@@ -101,9 +101,8 @@ impl Summary {
     /// are left out.
     #[must_use]
     pub fn failures(&self) -> BTreeMap<&'static str, u64> {
-        Outcome::FAILURES
-            .iter()
-            .map(|outcome| (outcome.as_str(), self.count(*outcome)))
+        Outcome::failures()
+            .map(|outcome| (outcome.as_str(), self.count(outcome)))
             .filter(|(_, n)| *n > 0)
             .collect()
     }
@@ -170,9 +169,11 @@ impl Summary {
     /// The summary and `verdict` as one JSON object.
     #[must_use]
     pub fn to_json(&self, verdict: &[String]) -> String {
-        let failures: serde_json::Map<String, serde_json::Value> = Outcome::FAILURES
-            .iter()
-            .map(|o| (o.as_str().to_owned(), self.count(*o).into()))
+        // Every HTTP kind, counted or not; a gRPC status only once seen.
+        let failures: serde_json::Map<String, serde_json::Value> = Outcome::failures()
+            .map(|o| (o, self.count(o)))
+            .filter(|(o, n)| !matches!(o, Outcome::Grpc(_)) || *n > 0)
+            .map(|(o, n)| (o.as_str().to_owned(), n.into()))
             .collect();
         let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e3);
         json!({
@@ -205,11 +206,8 @@ impl Summary {
             self.count(Outcome::Ok),
             self.failed()
         );
-        for outcome in Outcome::FAILURES {
-            let n = self.count(outcome);
-            if n > 0 {
-                let _ = writeln!(out, "  {:<15} {n}", outcome.as_str());
-            }
+        for (outcome, n) in self.failures() {
+            let _ = writeln!(out, "  {outcome:<15} {n}");
         }
         if let (Some(p50), Some(p95), Some(p99)) = (
             self.percentile(50.0),

@@ -397,3 +397,65 @@ async fn a_body_dropped_during_forcing_is_counted_as_aborted() {
     assert_eq!(report.requests_aborted(), 1);
     assert_eq!(report.requests_completed(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn end_forced_with_ends_open_requests_with_trailers_or_a_trailers_only_answer() {
+    let lifecycle = Lifecycle::new(
+        Config::builder()
+            .drain_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
+    );
+    let handle = lifecycle.handle();
+    let mut end = http::HeaderMap::new();
+    end.insert("content-type", "application/grpc".parse().unwrap());
+    end.insert("grpc-status", "14".parse().unwrap());
+    let (_chunks_tx, chunks_rx) = mpsc::channel::<Bytes>(1);
+    let mut chunks = Some(chunks_rx);
+    let layer = ZddLayer::new(handle.clone()).end_forced_with(end);
+    let streaming = layer.clone().layer(service_fn(move |_req: Request<()>| {
+        let body = Streaming(chunks.take().unwrap());
+        async move { Ok::<_, Infallible>(Response::new(body)) }
+    }));
+    let never = layer.layer(service_fn(|_req: Request<()>| async {
+        std::future::pending::<Result<Response<Empty<Bytes>>, Infallible>>().await
+    }));
+    // An answer whose body is still open, and a request not answered yet.
+    let open = streaming
+        .oneshot(request("/stream", Version::HTTP_2))
+        .await
+        .unwrap();
+    let unanswered = tokio::spawn(never.oneshot(request("/slow", Version::HTTP_2)));
+    tokio::task::yield_now().await;
+    assert_eq!(handle.in_flight_requests(), 2);
+
+    let sequence = tokio::spawn(lifecycle.run());
+    handle.shutdown();
+    // The body ends with the trailers (without Content-Type, which belongs to a head).
+    let collected = open.into_body().collect().await.unwrap();
+    assert_eq!(handle.phase(), Phase::Forcing);
+    let trailers = collected.trailers().expect("trailers at forcing");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "14");
+    assert!(trailers.get("content-type").is_none());
+    // The unanswered request is answered 200 with them as headers, and an empty body.
+    let answer = unanswered.await.unwrap().unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers().get("grpc-status").unwrap(), "14");
+    assert_eq!(
+        answer.headers().get("content-type").unwrap(),
+        "application/grpc"
+    );
+    assert!(
+        answer
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+
+    let report = sequence.await.unwrap();
+    assert_eq!(report.requests_aborted(), 2, "{report}");
+    assert_eq!(report.requests_completed(), 0, "{report}");
+}

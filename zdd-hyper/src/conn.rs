@@ -31,6 +31,9 @@ pub(crate) struct Deadlines {
     pub(crate) first_request: Duration,
     pub(crate) header: Duration,
     pub(crate) idle: Duration,
+    /// How long an HTTP/2 connection is still served at forcing, for the answers that end
+    /// open streams then (`ZddLayer::end_forced_with`) to reach the client.
+    pub(crate) flush_at_forcing: Duration,
 }
 
 impl From<&zdd_core::Config> for Deadlines {
@@ -41,6 +44,7 @@ impl From<&zdd_core::Config> for Deadlines {
             first_request: config.first_request_timeout(),
             header: config.header_timeout(),
             idle: config.idle_timeout(),
+            flush_at_forcing: FLUSH_AT_FORCING.min(config.force_wait() / 2),
         }
     }
 }
@@ -53,6 +57,11 @@ impl From<&zdd_core::Config> for Deadlines {
 /// long is closed at once. Behind a load balancer it never applies: every answer during the
 /// propagation delay says `Connection: close`.
 const QUIET_BEFORE_CLOSE: Duration = Duration::from_millis(100);
+
+/// The longest an HTTP/2 connection is still served at forcing (see
+/// [`Deadlines::flush_at_forcing`]): writing a few trailers takes microseconds; this bounds
+/// what a connection with a hung stream adds to forcing. At most half the force wait.
+const FLUSH_AT_FORCING: Duration = Duration::from_millis(100);
 
 /// Adds a connection's connect info to a request's extensions.
 pub(crate) type Insert = Arc<dyn Fn(&mut http::Extensions) + Send + Sync>;
@@ -100,6 +109,9 @@ enum Stage {
     Quieting,
     /// Graceful shutdown sent; the connection ends by itself or by forcing.
     Closing,
+    /// Forcing came to an HTTP/2 connection: served until its streams' last answers are
+    /// out, or its deadline.
+    Flushing,
 }
 
 /// Serves one connection to its end. Its deadlines count from `accepted`.
@@ -116,7 +128,12 @@ pub(crate) async fn serve_connection<I, S>(
     S: HttpService,
 {
     let state = Arc::new(ConnState::new(guard));
-    let io = TrackedIo::new(io, Arc::clone(&state), deadlines.header);
+    let io = TrackedIo::new(
+        io,
+        Arc::clone(&state),
+        deadlines.header,
+        crate::linger::close::<I>,
+    );
     let service = ConnService {
         inner: TowerToHyperService::new(service),
         state: Arc::clone(&state),
@@ -164,7 +181,7 @@ pub(crate) async fn serve_connection<I, S>(
                         && first_request.as_mut().poll(cx).is_ready()
                     {
                         Event::FirstRequest
-                    } else if Pin::new(&mut *phase).poll(cx).is_ready() {
+                    } else if stage != Stage::Flushing && Pin::new(&mut *phase).poll(cx).is_ready() {
                         Event::Phase
                     } else if stage != Stage::Closing && deadline.as_mut().poll(cx).is_ready() {
                         Event::Deadline
@@ -175,8 +192,16 @@ pub(crate) async fn serve_connection<I, S>(
                 // What the others wait for may have changed: poll them all again.
                 side.again();
                 match (event, stage) {
+                    (Event::Phase, _) if forcing && state.guard.protocol() == Some(Protocol::Http2) => {
+                        stage = Stage::Flushing;
+                        deadline.as_mut().reset(Instant::now() + deadlines.flush_at_forcing);
+                    }
                     (Event::Phase, _) if forcing => {
                         tracing::debug!(target: "zdd", "closing a connection at forcing");
+                        return Poll::Ready(());
+                    }
+                    (Event::Deadline, Stage::Flushing) => {
+                        tracing::debug!(target: "zdd", "closing an HTTP/2 connection at forcing");
                         return Poll::Ready(());
                     }
                     (Event::FirstRequest, _) => {

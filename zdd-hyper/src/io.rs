@@ -43,16 +43,25 @@ pub(crate) struct TrackedIo<I> {
     header_timeout: Duration,
     /// The head deadline, and which head it was armed for.
     head_deadline: Option<(u64, Pin<Box<Sleep>>)>,
+    /// Given the stream when this wrapper is dropped with it still open (see
+    /// [`linger::close`](crate::linger::close)).
+    on_drop: fn(I, Arc<ConnState>),
 }
 
 impl<I> TrackedIo<I> {
-    pub(crate) fn new(inner: I, state: Arc<ConnState>, header_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        inner: I,
+        state: Arc<ConnState>,
+        header_timeout: Duration,
+        on_drop: fn(I, Arc<ConnState>),
+    ) -> Self {
         Self {
             inner: Some(inner),
             state,
             forced: None,
             header_timeout,
             head_deadline: None,
+            on_drop,
         }
     }
 
@@ -94,10 +103,14 @@ fn aborted() -> io::Error {
 }
 
 impl<I: Unpin> TrackedIo<I> {
-    /// The stream, or an error once forcing has closed it.
+    /// The stream, or an error once forcing has closed it. An HTTP/2 connection's stream
+    /// stays open at forcing: its task serves it a moment longer, so the answers that end its
+    /// open streams then go out, and closes it (`Deadlines::flush_at_forcing`).
     #[inline]
     fn stream(&mut self) -> io::Result<Pin<&mut I>> {
-        if self.state.guard.must_fail_io() {
+        if self.state.guard.must_fail_io()
+            && self.state.guard.protocol() != Some(zdd_core::Protocol::Http2)
+        {
             self.inner = None;
         }
         self.inner.as_mut().map(Pin::new).ok_or_else(aborted)
@@ -195,6 +208,14 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for TrackedIo<I> {
         match this.stream()?.poll_shutdown(cx) {
             Poll::Pending => this.pending(cx),
             ready => ready,
+        }
+    }
+}
+
+impl<I> Drop for TrackedIo<I> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            (self.on_drop)(inner, Arc::clone(&self.state));
         }
     }
 }

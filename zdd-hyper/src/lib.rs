@@ -71,6 +71,7 @@ mod admin;
 mod backoff;
 mod conn;
 mod io;
+mod linger;
 mod listen;
 mod listener;
 mod serve;

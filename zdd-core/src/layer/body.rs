@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::forced::Forced;
 use crate::{connection::RequestEnd, guard::RequestGuard};
 
 pin_project! {
@@ -25,15 +26,29 @@ pin_project! {
 pin_project! {
     #[project = InnerProj]
     enum Inner<B> {
-        Tracked { #[pin] body: B, guard: Option<RequestGuard> },
+        Tracked {
+            #[pin] body: B,
+            guard: Option<RequestGuard>,
+            forced: Option<Box<Forced>>,
+        },
         Full { data: Option<Bytes>, end: Option<RequestEnd> },
     }
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn tracked(body: B, guard: Option<RequestGuard>) -> Self {
+    /// `forced`: the answer ends with trailers at forcing
+    /// ([`ZddLayer::end_forced_with`](super::ZddLayer::end_forced_with)).
+    pub(crate) fn tracked(
+        body: B,
+        guard: Option<RequestGuard>,
+        forced: Option<Box<Forced>>,
+    ) -> Self {
         Self {
-            inner: Inner::Tracked { body, guard },
+            inner: Inner::Tracked {
+                body,
+                guard,
+                forced,
+            },
         }
     }
 
@@ -57,8 +72,27 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.project().inner.project() {
-            InnerProj::Tracked { mut body, guard } => {
+        let mut inner = self.project().inner;
+        match inner.as_mut().project() {
+            InnerProj::Tracked {
+                mut body,
+                guard,
+                forced,
+            } => {
+                // Checked first, so a body that is always ready still ends at forcing.
+                if guard.is_some()
+                    && let Some(end) = forced
+                    && end.poll_forcing(cx).is_ready()
+                {
+                    let trailers = end.trailers();
+                    // Aborted: counted and logged so as the guard goes, with the body.
+                    drop(guard.take());
+                    inner.set(Inner::Full {
+                        data: None,
+                        end: None,
+                    });
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
                 let frame = ready!(body.as_mut().poll_frame(cx));
                 match &frame {
                     None => {

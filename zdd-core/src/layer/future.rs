@@ -10,7 +10,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body::Body;
 use pin_project_lite::pin_project;
 
-use super::{ResponseBody, close_if_shutting_down};
+use super::{ResponseBody, close_if_shutting_down, forced::Forced};
 use crate::{LifecycleHandle, Probe, connection::RequestEnd, guard::RequestGuard, health::respond};
 
 type ProbeFuture = Pin<Box<dyn Future<Output = Response<Bytes>> + Send>>;
@@ -29,7 +29,12 @@ pin_project! {
 pin_project! {
     #[project = InnerProj]
     enum Inner<F> {
-        Served { #[pin] future: F, guard: Option<RequestGuard>, http1: bool },
+        Served {
+            #[pin] future: F,
+            guard: Option<RequestGuard>,
+            http1: bool,
+            forced: Option<Box<Forced>>,
+        },
         Probe { future: ProbeFuture, end: Option<RequestEnd> },
         Rejected { response: Option<Response<Bytes>>, end: Option<RequestEnd> },
     }
@@ -38,12 +43,20 @@ pin_project! {
 impl<F> ResponseFuture<F> {
     /// A request the inner service serves: counted by `guard`, or exempt (an uncounted
     /// guard, which reads the phase and tells a connection when the request is over).
-    pub(crate) fn served(future: F, guard: RequestGuard, http1: bool) -> Self {
+    /// `forced`, when the layer ends open requests at forcing
+    /// ([`ZddLayer::end_forced_with`](super::ZddLayer::end_forced_with)).
+    pub(crate) fn served(
+        future: F,
+        guard: RequestGuard,
+        http1: bool,
+        forced: Option<Box<Forced>>,
+    ) -> Self {
         Self {
             inner: Inner::Served {
                 future,
                 guard: Some(guard),
                 http1,
+                forced,
             },
         }
     }
@@ -99,7 +112,20 @@ where
                 future,
                 guard,
                 http1,
+                forced,
             } => {
+                if let Some(end) = forced
+                    && end.poll_forcing(cx).is_ready()
+                {
+                    // Not answered at forcing: answered the protocol's way, and counted
+                    // (and logged) as aborted when its guard goes.
+                    let response = end.answer();
+                    drop(guard.take());
+                    *forced = None;
+                    return Poll::Ready(Ok(
+                        response.map(|()| ResponseBody::full(Bytes::new(), None))
+                    ));
+                }
                 let mut response = ready!(future.poll(cx))?;
                 let Some(guard) = guard.take() else {
                     unreachable!("ResponseFuture polled after completion")
@@ -113,7 +139,10 @@ where
                 } else {
                     Some(guard)
                 };
-                Poll::Ready(Ok(response.map(|body| ResponseBody::tracked(body, guard))))
+                let forced = forced.take().filter(|_| guard.is_some());
+                Poll::Ready(Ok(
+                    response.map(|body| ResponseBody::tracked(body, guard, forced))
+                ))
             }
             InnerProj::Probe { future, end } => {
                 let response = ready!(future.as_mut().poll(cx));

@@ -1,5 +1,6 @@
 use std::{borrow::Cow, sync::Arc, time::Duration};
 
+use http::HeaderMap;
 use tower_layer::Layer;
 
 use super::Zdd;
@@ -28,6 +29,8 @@ pub(crate) struct Settings {
     pub(crate) probes: Option<ProbePaths>,
     pub(crate) verbose: bool,
     pub(crate) late: LateRequests,
+    /// What requests still open at forcing end with ([`ZddLayer::end_forced_with`]).
+    pub(crate) forced: Option<Arc<HeaderMap>>,
 }
 
 impl Settings {
@@ -53,6 +56,7 @@ impl ZddLayer {
                 probes: None,
                 verbose: false,
                 late: LateRequests::default(),
+                forced: None,
             }),
         }
     }
@@ -81,6 +85,36 @@ impl ZddLayer {
     #[must_use]
     pub fn verbose_probes(self, verbose: bool) -> Self {
         self.update(|s| s.verbose = verbose)
+    }
+
+    /// Ends the requests still open at [`Phase::Forcing`](crate::Phase::Forcing) with
+    /// `headers` instead of cutting them: a request whose answer has begun gets them as its
+    /// body's trailers (without `Content-Type`), and the stream ends cleanly; a request not
+    /// answered yet is answered `200 OK` with them as its headers (gRPC's trailers-only
+    /// form). Either way the request counts as aborted, and is logged so, as when its
+    /// connection is forced closed. The connection is closed once the answer is out.
+    ///
+    /// For protocols that report errors in trailers: `zdd-tonic` ends open RPCs with
+    /// `grpc-status: 14` (`UNAVAILABLE`), which clients retry elsewhere. Each counted
+    /// request then holds a wait for forcing (one allocation). Default is off: open
+    /// requests are cut when their connection is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::{HeaderMap, HeaderValue};
+    /// use zdd_core::{Config, Lifecycle, layer::ZddLayer};
+    ///
+    /// let lifecycle = Lifecycle::new(Config::default());
+    /// let mut unavailable = HeaderMap::new();
+    /// unavailable.insert("content-type", HeaderValue::from_static("application/grpc"));
+    /// unavailable.insert("grpc-status", HeaderValue::from_static("14"));
+    /// let layer = ZddLayer::new(lifecycle.handle()).end_forced_with(unavailable);
+    /// # drop(layer);
+    /// ```
+    #[must_use]
+    pub fn end_forced_with(self, headers: HeaderMap) -> Self {
+        self.update(|s| s.forced = Some(Arc::new(headers)))
     }
 
     /// What to do with requests arriving during the drain. Default is

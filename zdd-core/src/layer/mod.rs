@@ -58,6 +58,7 @@
 //! ```
 
 mod body;
+mod forced;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;

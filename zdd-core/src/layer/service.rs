@@ -6,7 +6,7 @@ use std::{
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::{ResponseFuture, layer::Settings};
+use super::{ResponseFuture, forced::Forced, layer::Settings};
 use crate::{
     ConnectionGuard, Phase,
     connection::{ConnectionInner, RequestEnd},
@@ -129,7 +129,7 @@ where
                 Some(connection) => RequestGuard::on_connection(connection, &request, false),
                 None => RequestGuard::exempt(Arc::clone(&settings.handle.shared)),
             };
-            return ResponseFuture::served(self.inner.call(request), guard, http1);
+            return ResponseFuture::served(self.inner.call(request), guard, http1, None);
         }
         if let LateRequests::Reject { retry_after } = settings.late
             && settings.handle.phase() >= Phase::Draining
@@ -145,7 +145,10 @@ where
             Some(connection) => RequestGuard::on_connection(connection, &request, true),
             None => settings.handle.track_http_request(request.method(), path),
         };
-        ResponseFuture::served(self.inner.call(request), guard, http1)
+        let forced = settings.forced.as_ref().map(|headers| {
+            Forced::new(settings.handle.reached(Phase::Forcing), Arc::clone(headers))
+        });
+        ResponseFuture::served(self.inner.call(request), guard, http1, forced)
     }
 }
 
