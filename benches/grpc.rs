@@ -24,8 +24,6 @@ mod common;
 #[path = "../examples/grpc/hello.v1.rs"]
 mod hello;
 
-use std::process::Command;
-
 use hello::{
     CountReply, CountRequest, HelloReply, HelloRequest,
     greeter_server::{Greeter, GreeterServer},
@@ -42,13 +40,7 @@ fn main() {
     let rounds: usize = common::arg("--rounds", 5);
     let seconds: u64 = common::arg("--seconds", 5);
     let concurrency: usize = common::arg("--concurrency", 32);
-    let pin = common::value("--pin").map(|cpus| match cpus.split_once(',') {
-        Some((server, client)) => (server.to_owned(), client.to_owned()),
-        None => {
-            eprintln!("--pin: expected SERVER_CPU,CLIENT_CPU, e.g. 0,1; got {cpus:?}");
-            std::process::exit(2);
-        }
-    });
+    let pin = common::pin();
     let checker = common::build_checker();
     // Per server: (requests/s, p99 ms) of each round.
     let mut results: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
@@ -62,14 +54,8 @@ fn main() {
             let kind = SERVERS[i];
             let mut server =
                 common::ServerProcess::start_on(kind, pin.as_ref().map(|(s, _)| s.as_str()));
-            let mut check = match &pin {
-                Some((_, client)) => {
-                    let mut taskset = Command::new("taskset");
-                    taskset.args(["-c", client]).arg(&checker);
-                    taskset
-                }
-                None => Command::new(&checker),
-            };
+            let mut check =
+                common::command_on(&checker, pin.as_ref().map(|(_, client)| client.as_str()));
             let url = format!("http://127.0.0.1:{}/hello.v1.Greeter/SayHello", server.port);
             let output = check
                 .args(["--grpc", &url, "--json", "--concurrency"])

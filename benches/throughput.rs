@@ -19,7 +19,7 @@
 #[allow(dead_code)] // each driver uses a part of it
 mod common;
 
-use std::{collections::BTreeMap, path::Path, process::Command};
+use std::{collections::BTreeMap, path::Path};
 
 use axum::{Router, routing::get, serve::ListenerExt};
 
@@ -42,13 +42,7 @@ fn main() {
         None => PROTOCOLS[..2].to_vec(),
     };
     let checker = common::build_checker();
-    let pin = common::value("--pin").map(|cpus| {
-        let (server, client) = cpus.split_once(',').unwrap_or_else(|| {
-            eprintln!("--pin: expected SERVER_CPU,CLIENT_CPU, e.g. 0,1; got {cpus:?}");
-            std::process::exit(2);
-        });
-        (server.to_owned(), client.to_owned())
-    });
+    let pin = common::pin();
 
     let mut results: BTreeMap<(&str, &str), Vec<Measured>> = BTreeMap::new();
     for round in 0..rounds {
@@ -179,14 +173,7 @@ fn measure(
     } else {
         checker
     };
-    let mut check = match pin {
-        Some((_, client)) => {
-            let mut taskset = Command::new("taskset");
-            taskset.args(["-c", client]).arg(load);
-            taskset
-        }
-        None => Command::new(load),
-    };
+    let mut check = common::command_on(load, pin.map(|(_, client)| client.as_str()));
     let url = format!("http://127.0.0.1:{port}/");
     if protocol == "h2load" {
         // h2c with prior knowledge, 10 streams at a time on each connection.

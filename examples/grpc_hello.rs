@@ -18,8 +18,9 @@
 //! `liveness` liveness and `startup` the startup gate (as `deploy/kubernetes/grpc/` probes
 //! them). `PORT` (default 50051), `APP_VERSION` (sent as the
 //! `x-version` response metadata, default `dev`) and the `ZDD_*` settings come from the
-//! environment; the HTTP probes (`/health/ready`, …) answer on the same port, or on
-//! `ZDD_ADMIN_ADDR` when set.
+//! environment. With `ZDD_ADMIN_ADDR` set, the health service and the HTTP probes
+//! (`/health/ready`, …) also answer on the admin listener, through the whole drain;
+//! otherwise the HTTP probes answer on the gRPC port.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -78,8 +79,9 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .service("liveness", Probe::Liveness)
         .service("startup", Probe::Startup);
     let greeter = Hello { handle, version };
-    let routes = Routes::new(GreeterServer::new(greeter)).add_service(health.into_server());
-    let report = zdd::tonic::serve(listener, routes, lifecycle).await;
+    let routes = Routes::new(GreeterServer::new(greeter));
+    // The health service on the gRPC port, and on the admin listener when there is one.
+    let report = zdd::tonic::serve_with_health(listener, routes, health, lifecycle).await;
     Ok(common::finish(&report))
 }
 

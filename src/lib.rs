@@ -94,5 +94,5 @@ pub mod axum {
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod tonic {
     #[doc(inline)]
-    pub use zdd_tonic::{GrpcHealth, WatchStream, serve};
+    pub use zdd_tonic::{GrpcHealth, WatchStream, serve, serve_with_health};
 }

@@ -25,7 +25,10 @@ fn rustfmt(code: &str) -> String {
         .write_all(code.as_bytes())
         .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "rustfmt failed on the generated code");
+    assert!(
+        output.status.success(),
+        "rustfmt failed on the generated code"
+    );
     String::from_utf8(output.stdout).unwrap()
 }
 

@@ -3,7 +3,7 @@
 //! port with settings that fit zdd, the preStop hook calls `/prestop` there, the container
 //! exposes that port, and zdd's configured timings fit each pod's grace period. The gRPC
 //! recipe's native `grpc:` probes ask the health services zdd-tonic's example maps
-//! (`""` readiness, `liveness`, `startup`) on the container's gRPC port.
+//! (`""` readiness, `liveness`, `startup`) on the admin port.
 
 use std::{
     collections::BTreeMap,
@@ -183,7 +183,7 @@ fn check_deployment(deployment: &Deployment) -> Vec<String> {
         ),
     ] {
         // A gRPC probe: the health service name zdd-tonic's example maps to this probe,
-        // on the container's gRPC port.
+        // on the admin port (`serve_with_health` mounts the health service there).
         if let Some(grpc) = probe.and_then(|p| p.grpc.as_ref()) {
             let service = grpc.service.as_deref().unwrap_or_default();
             if service != grpc_service {
@@ -191,14 +191,20 @@ fn check_deployment(deployment: &Deployment) -> Vec<String> {
                     "gRPC probe for {path} asks service {service:?}, not {grpc_service:?}"
                 ));
             }
-            let exposed = container.ports.iter().flatten().find(|port| {
-                port.container_port == grpc.port && port.name.as_deref() == Some("grpc")
-            });
-            if exposed.is_none() {
-                problems.push(format!(
-                    "gRPC probe for {path}: port {} is not the container's port named grpc",
+            let exposed = container
+                .ports
+                .iter()
+                .flatten()
+                .any(|port| port.container_port == grpc.port);
+            match admin_port {
+                Some(admin) if i64::from(grpc.port) == i64::from(admin) && exposed => {}
+                Some(admin) => problems.push(format!(
+                    "gRPC probe for {path}: port {} is not the exposed admin port {admin}",
                     grpc.port
-                ));
+                )),
+                None => problems.push(format!(
+                    "gRPC probe for {path}: no ZDD_ADMIN_ADDR, so no admin port to use"
+                )),
             }
             continue;
         }
@@ -408,12 +414,12 @@ fn the_checks_catch_a_typo_and_a_budget_that_does_not_fit() {
     let mut wrong = grpc;
     let container = &mut wrong["spec"]["template"]["spec"]["containers"][0];
     container["livenessProbe"]["grpc"]["service"] = Value::from("");
-    container["readinessProbe"]["grpc"]["port"] = Value::from(9000);
+    container["readinessProbe"]["grpc"]["port"] = Value::from(50051);
     let problems = check_deployment(&strict::<Deployment>(&wrong).unwrap());
     assert_eq!(
         problems,
         [
-            "gRPC probe for /health/ready: port 9000 is not the container's port named grpc",
+            "gRPC probe for /health/ready: port 50051 is not the exposed admin port 9000",
             r#"gRPC probe for /health/live asks service "", not "liveness""#,
         ]
     );

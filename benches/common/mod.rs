@@ -217,3 +217,27 @@ pub(crate) fn build_checker() -> std::path::PathBuf {
         .map_or_else(|| root.join("target"), std::path::PathBuf::from);
     target.join("release").join("zdd-check")
 }
+
+/// `--pin SERVER_CPU,CLIENT_CPU`: the CPUs to run the server and the load generator on (exit
+/// 2 on a malformed value).
+pub(crate) fn pin() -> Option<(String, String)> {
+    value("--pin").map(|cpus| match cpus.split_once(',') {
+        Some((server, client)) => (server.to_owned(), client.to_owned()),
+        None => {
+            eprintln!("--pin: expected SERVER_CPU,CLIENT_CPU, e.g. 0,1; got {cpus:?}");
+            std::process::exit(2);
+        }
+    })
+}
+
+/// A command running `program`, on CPU `cpu` (through `taskset`) when given.
+pub(crate) fn command_on(program: &std::path::Path, cpu: Option<&str>) -> std::process::Command {
+    match cpu {
+        Some(cpu) => {
+            let mut taskset = std::process::Command::new("taskset");
+            taskset.args(["-c", cpu]).arg(program);
+            taskset
+        }
+        None => std::process::Command::new(program),
+    }
+}

@@ -702,11 +702,7 @@ pub fn load_grpc(port: u16, concurrency: usize) -> zdd_check::Load {
     let url = format!("http://127.0.0.1:{port}{GRPC_METHOD}")
         .parse()
         .unwrap();
-    zdd_check::Load::start(
-        zdd_check::Plan::new(url)
-            .concurrency(concurrency)
-            .grpc(&[]),
-    )
+    zdd_check::Load::start(zdd_check::Plan::new(url).concurrency(concurrency).grpc(&[]))
 }
 
 /// The method the gRPC loads call.

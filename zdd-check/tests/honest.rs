@@ -9,6 +9,7 @@ use std::{
     },
 };
 
+use http_body_util::BodyExt;
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
@@ -338,38 +339,20 @@ async fn slow_requests_are_mixed_in_at_the_given_rate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_speaks_http2_with_prior_knowledge() {
-    use hyper_util::{
-        rt::{TokioExecutor, TokioIo},
-        server::conn::auto::Builder,
-        service::TowerToHyperService,
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let http2_requests = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&http2_requests);
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let counted = Arc::clone(&counted);
-            let service =
-                tower::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    if request.version() == http::Version::HTTP_2 {
-                        counted.fetch_add(1, Ordering::SeqCst);
-                    }
-                    async {
-                        let response = http::Response::builder()
-                            .header("x-version", "h2")
-                            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")));
-                        Ok::<_, std::convert::Infallible>(response.unwrap())
-                    }
-                });
-            tokio::spawn(async move {
-                let _ = Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                    .await;
-            });
+    let port = h2c_server(move |request| {
+        if request.version() == http::Version::HTTP_2 {
+            counted.fetch_add(1, Ordering::SeqCst);
         }
-    });
+        let response = http::Response::builder()
+            .header("x-version", "h2")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"ok")));
+        response
+            .unwrap()
+            .map(|body| body.with_trailers(std::future::ready(None)))
+    })
+    .await;
     let url = format!("http://127.0.0.1:{port}/");
     let (code, stdout) = tokio::task::spawn_blocking(move || {
         zdd_check(&[
@@ -388,6 +371,109 @@ async fn h2c_speaks_http2_with_prior_knowledge() {
     assert_eq!(code, Some(0), "{summary}");
     assert_eq!(summary["versions"]["h2"], 20, "{summary}");
     assert_eq!(http2_requests.load(Ordering::SeqCst), 20);
+}
+
+type H2Body = http_body_util::combinators::WithTrailers<
+    http_body_util::Full<bytes::Bytes>,
+    std::future::Ready<Option<Result<http::HeaderMap, std::convert::Infallible>>>,
+>;
+
+/// A server speaking HTTP/1.1 and HTTP/2 (prior knowledge) that answers every request with
+/// `answer`; its port.
+async fn h2c_server(
+    answer: impl Fn(http::Request<hyper::body::Incoming>) -> http::Response<H2Body>
+    + Send
+    + Sync
+    + 'static,
+) -> u16 {
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo},
+        server::conn::auto::Builder,
+        service::TowerToHyperService,
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answer = Arc::new(answer);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let answer = Arc::clone(&answer);
+            let service = tower::service_fn(move |request| {
+                std::future::ready(Ok::<_, std::convert::Infallible>(answer(request)))
+            });
+            tokio::spawn(async move {
+                let _ = Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_are_counted_by_status_code() {
+    // In turn: OK in trailers, UNAVAILABLE trailers-only, UNIMPLEMENTED in trailers, and an
+    // answer cut before any status.
+    let calls = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&calls);
+    let port = h2c_server(move |request| {
+        let well_formed = request.method() == http::Method::POST
+            && request.uri().path() == "/hello.v1.Greeter/SayHello"
+            && request.headers()["content-type"] == "application/grpc"
+            && request.headers()["te"] == "trailers";
+        assert!(well_formed, "{request:?}");
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        let trailers = |code: &str| {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", code.parse().unwrap());
+            Some(Ok(trailers))
+        };
+        let message = bytes::Bytes::from_static(b"\0\0\0\0\0");
+        let (head_status, body, end) = match n % 4 {
+            0 => (None, message, trailers("0")),
+            1 => (Some("14"), bytes::Bytes::new(), None),
+            2 => (None, message, trailers("12")),
+            _ => (None, message, None),
+        };
+        let mut response = http::Response::builder()
+            .header("content-type", "application/grpc")
+            .header("x-version", "g1");
+        if let Some(code) = head_status {
+            response = response.header("grpc-status", code);
+        }
+        let body = http_body_util::Full::new(body).with_trailers(std::future::ready(end));
+        response.body(body).unwrap()
+    })
+    .await;
+    let url = format!("http://127.0.0.1:{port}/hello.v1.Greeter/SayHello");
+    let (code, stdout) = tokio::task::spawn_blocking(move || {
+        zdd_check(&[
+            "--grpc",
+            &url,
+            "--concurrency",
+            "2",
+            "--requests",
+            "40",
+            "--json",
+        ])
+    })
+    .await
+    .unwrap();
+    let summary: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(calls.load(Ordering::SeqCst), 40);
+    assert_eq!(summary["ok"], 10, "{summary}");
+    assert_eq!(summary["failures"]["grpc_unavailable"], 10, "{summary}");
+    assert_eq!(summary["failures"]["grpc_unimplemented"], 10, "{summary}");
+    assert_eq!(summary["failures"]["empty_reply"], 10, "{summary}");
+    assert_eq!(summary["versions"]["g1"], 10, "{summary}");
+    // A gRPC code not seen is not listed; every HTTP kind is.
+    assert!(
+        summary["failures"].get("grpc_internal").is_none(),
+        "{summary}"
+    );
+    assert_eq!(summary["failures"]["status_5xx"], 0, "{summary}");
 }
 
 /// An HTTPS server (rustls) with a fresh self-signed certificate for `localhost`: its port

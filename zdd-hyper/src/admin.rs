@@ -1,6 +1,8 @@
-//! The admin listener: zdd's own small HTTP/1.1 server for
+//! The admin listener: zdd's own small server for
 //! [`AdminService`](zdd_core::AdminService) (probes, `/metrics`, `/prestop`,
-//! `/maintenance`).
+//! `/maintenance`) and the services mounted beside it
+//! ([`Serve::admin_route`](crate::Serve::admin_route), such as gRPC health), over HTTP/1.1
+//! and HTTP/2 (h2c, for Kubernetes' gRPC probes).
 //!
 //! It knows nothing of the phases: its connections are not tracked, so they never hold the
 //! drain open, and nothing closes them at the drain or when forcing. It stops when the
@@ -13,9 +15,9 @@
 
 use std::{collections::VecDeque, fmt, io, net::SocketAddr, sync::Arc, time::Duration};
 
-use hyper::server::conn::http1;
 use hyper_util::{
-    rt::{TokioIo, TokioTimer},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
     service::TowerToHyperService,
 };
 use tokio::{
@@ -23,9 +25,9 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
 };
 use tokio_util::sync::CancellationToken;
-use zdd_core::{AdminService, Config, config::ENV_ADMIN_ADDR};
+use zdd_core::{Config, config::ENV_ADMIN_ADDR};
 
-use crate::{backoff::Backoff, listener::is_connection_error};
+use crate::{admin_routes::AdminRoutes, backoff::Backoff, listener::is_connection_error};
 
 /// Admin connections served at once. Probes and scrapes need a handful.
 pub(crate) const MAX_CONNECTIONS: usize = 64;
@@ -87,7 +89,7 @@ fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
 }
 
 /// Serves `service` on `listener` until `stop` is cancelled.
-pub(crate) async fn run(listener: TcpListener, service: AdminService, stop: CancellationToken) {
+pub(crate) async fn run(listener: TcpListener, service: AdminRoutes, stop: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(target: "zdd", addr = ?addr, "admin listening");
     }
@@ -124,12 +126,11 @@ pub(crate) async fn run(listener: TcpListener, service: AdminService, stop: Canc
                 let _ = stream.set_nodelay(true);
                 let close = stop.child_token();
                 open.push_back(close.clone());
-                tokio::spawn(serve_connection(
-                    stream,
-                    service.clone().peer(peer),
-                    close,
-                    permit,
-                ));
+                let service = AdminRoutes {
+                    admin: service.admin.clone().peer(peer),
+                    mounted: Arc::clone(&service.mounted),
+                };
+                tokio::spawn(serve_connection(stream, service, close, permit));
             }
             Err(error) if is_connection_error(&error) => {}
             Err(error) => {
@@ -151,15 +152,19 @@ pub(crate) async fn run(listener: TcpListener, service: AdminService, stop: Canc
 /// (the listener stops, or the connection is the oldest when the limit is reached).
 async fn serve_connection(
     stream: TcpStream,
-    service: AdminService,
+    service: AdminRoutes,
     close: CancellationToken,
     permit: OwnedSemaphorePermit,
 ) {
     let _ended = close.clone().drop_guard();
-    let mut builder = http1::Builder::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
+    // An HTTP/2 connection (a gRPC probe) is bounded by the connection limit's eviction and
+    // by the listener's end, as an idle HTTP/1 one is by the header timeout.
+    builder.http2().timer(TokioTimer::new());
     let connection =
         builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     tokio::pin!(connection);

@@ -68,6 +68,7 @@
 mod accept;
 mod acceptor;
 mod admin;
+mod admin_routes;
 mod backoff;
 mod conn;
 mod io;

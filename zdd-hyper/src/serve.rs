@@ -19,6 +19,7 @@ use crate::{
     Acceptor, DefaultAcceptor, HttpService, Listener,
     accept::{AcceptLoop, ConnectInfo},
     admin,
+    admin_routes::{AdminRoutes, Mounted},
     conn::{Deadlines, Insert},
     upgrade,
 };
@@ -83,6 +84,7 @@ pub fn serve<L: Listener, S>(listener: L, service: S, lifecycle: Lifecycle) -> S
         acceptor: DefaultAcceptor,
         connect_info: None,
         admin: AdminService::new(lifecycle.handle()),
+        admin_mounted: Vec::new(),
         admin_listener: None,
         lifecycle,
         layer,
@@ -102,6 +104,8 @@ pub struct Serve<L: Listener, S, A = DefaultAcceptor> {
     acceptor: A,
     connect_info: Option<ConnectInfo<L::Addr>>,
     admin: AdminService,
+    /// Services mounted on the admin listener ([`Serve::admin_route`]).
+    admin_mounted: Vec<Mounted>,
     admin_listener: Option<TcpListener>,
     lifecycle: Lifecycle,
     layer: ZddLayer,
@@ -128,6 +132,7 @@ impl<L: Listener, S, A> Serve<L, S, A> {
             acceptor: _,
             connect_info,
             admin,
+            admin_mounted,
             admin_listener,
             lifecycle,
             layer,
@@ -142,6 +147,7 @@ impl<L: Listener, S, A> Serve<L, S, A> {
             acceptor,
             connect_info,
             admin,
+            admin_mounted,
             admin_listener,
             lifecycle,
             layer,
@@ -369,6 +375,22 @@ impl<L: Listener, S, A> Serve<L, S, A> {
         self
     }
 
+    /// Mounts `service` on the admin listener for the requests whose path starts with
+    /// `prefix`, over HTTP/1.1 or HTTP/2: zdd-tonic mounts the gRPC health service there
+    /// (prefix `/grpc.health.v1.Health/`), so Kubernetes' `grpc:` probes can use the admin
+    /// port. Like the rest of the admin listener, its requests are not counted and it
+    /// answers until the report exists. Can be called several times; the first prefix that
+    /// matches wins, zdd's own routes answer the rest. Default is none.
+    pub fn admin_route<S2: HttpService + Sync>(
+        mut self,
+        prefix: impl Into<std::borrow::Cow<'static, str>>,
+        service: S2,
+    ) -> Self {
+        self.admin_mounted
+            .push(Mounted::new(prefix.into(), service));
+        self
+    }
+
     /// Serves the admin listener (see [`Serve::admin`]) on `listener`, instead of binding
     /// the lifecycle's [`Config::admin_addr`](zdd_core::Config::admin_addr). Default is
     /// none.
@@ -387,6 +409,7 @@ impl<L: Listener, S, A> std::fmt::Debug for Serve<L, S, A> {
             acceptor: _,
             connect_info,
             admin,
+            admin_mounted,
             admin_listener,
             lifecycle,
             layer,
@@ -398,6 +421,7 @@ impl<L: Listener, S, A> std::fmt::Debug for Serve<L, S, A> {
             .field("lifecycle", lifecycle)
             .field("layer", layer)
             .field("admin", admin)
+            .field("admin_mounted", admin_mounted)
             .field("admin_listener", admin_listener)
             .field("connect_info", &connect_info.is_some())
             .field("listeners", &(1 + more.len()))
@@ -424,6 +448,7 @@ where
             acceptor,
             connect_info,
             admin,
+            admin_mounted,
             admin_listener,
             lifecycle,
             layer,
@@ -506,7 +531,11 @@ where
                     });
                 }
                 if let Some(admin_listener) = admin_listener {
-                    tokio::spawn(admin::run(admin_listener, admin, stop_admin));
+                    let routes = AdminRoutes {
+                        admin,
+                        mounted: admin_mounted.into(),
+                    };
+                    tokio::spawn(admin::run(admin_listener, routes, stop_admin));
                 }
                 let upgrades = (!sockets.is_empty())
                     .then(|| tokio::spawn(upgrade::run(handle.clone(), sockets)));

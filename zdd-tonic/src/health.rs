@@ -11,6 +11,8 @@ use tonic_health::pb::{
 };
 use zdd_core::{LifecycleHandle, Phase, Probe, Status as CheckStatus};
 
+/// The health service's request paths' common start.
+pub(crate) const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 /// The health service's `Check` method, as a request path.
 pub(crate) const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 /// The health service's `Watch` method, as a request path.

@@ -41,7 +41,7 @@ mod serve;
 #[doc(inline)]
 pub use self::{
     health::{GrpcHealth, WatchStream},
-    serve::serve,
+    serve::{serve, serve_with_health},
 };
 /// The types [`serve`]'s signature names, so they can be named from this crate.
 #[doc(no_inline)]

@@ -5,7 +5,10 @@ use tonic::service::Routes;
 use zdd_core::Lifecycle;
 use zdd_hyper::{Listener, Serve};
 
-use crate::health::{CHECK_PATH, WATCH_PATH};
+use crate::{
+    GrpcHealth,
+    health::{CHECK_PATH, HEALTH_PREFIX, WATCH_PATH},
+};
 
 /// Serves tonic `routes` on `listener` until the lifecycle's shutdown sequence ends.
 /// `.await` the returned [`Serve`] for the [`ShutdownReport`](zdd_core::ShutdownReport);
@@ -52,6 +55,38 @@ pub fn serve<L: Listener>(listener: L, routes: Routes, lifecycle: Lifecycle) -> 
             .exempt(WATCH_PATH)
             .end_forced_with(unavailable())
     })
+}
+
+/// [`serve`] with `health` (the `grpc.health.v1.Health` service) added to `routes`, and
+/// mounted on the admin listener too when there is one (`ZDD_ADMIN_ADDR`), where it
+/// answers through the whole drain: point Kubernetes' `grpc:` probes at the admin port.
+///
+/// # Examples
+///
+/// ```
+/// use zdd_core::{Config, Lifecycle, Probe};
+/// use zdd_tonic::GrpcHealth;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let lifecycle = Lifecycle::new(Config::default());
+/// let health = GrpcHealth::new(lifecycle.handle()).service("liveness", Probe::Liveness);
+/// let routes = tonic::service::Routes::default(); // .add_service(YourServer::new(..))
+/// # lifecycle.handle().shutdown();
+/// let report = zdd_tonic::serve_with_health(listener, routes, health, lifecycle).await;
+/// assert_eq!(report.exit_code(), 0);
+/// # Ok(())
+/// # }
+/// ```
+pub fn serve_with_health<L: Listener>(
+    listener: L,
+    routes: Routes,
+    health: GrpcHealth,
+    lifecycle: Lifecycle,
+) -> Serve<L, Routes> {
+    let routes = routes.add_service(health.clone().into_server());
+    serve(listener, routes, lifecycle).admin_route(HEALTH_PREFIX, health.into_server())
 }
 
 /// The trailers-only answer (and the trailers) that end a call open at forcing.

@@ -232,3 +232,57 @@ async fn unknown_services_answer_unimplemented_and_a_malformed_preface_is_closed
     assert_eq!(listener.connections_forced(), 0, "{report}");
     assert_eq!(report.left_open(), 0, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_service_answers_on_the_admin_listener_through_the_drain() {
+    let config = Config::builder()
+        .drain_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let lifecycle = Lifecycle::new(config);
+    let handle = lifecycle.handle();
+    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public_addr = public.local_addr().unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let health = GrpcHealth::new(handle.clone()).service("liveness", Probe::Liveness);
+    let routes = tonic::service::Routes::default();
+    let served = tokio::spawn(
+        zdd_tonic::serve_with_health(public, routes, health, lifecycle)
+            .admin_listener(admin)
+            .into_future(),
+    );
+    bounded("serving", handle.reached(Phase::Serving)).await;
+    let mut on_admin = HealthClient::new(channel(admin_addr).await);
+    assert_eq!(check(&mut on_admin, "").await, Ok(ServingStatus::Serving));
+    let mut on_public = HealthClient::new(channel(public_addr).await);
+    assert_eq!(check(&mut on_public, "").await, Ok(ServingStatus::Serving));
+    drop(on_public);
+
+    // Work in flight holds the drain open; the public listener is closed by then.
+    let work = handle.track_request();
+    handle.shutdown();
+    bounded("draining", handle.reached(Phase::Draining)).await;
+    bounded("the public listener closes", async {
+        while TcpStream::connect(public_addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // A new connection to the admin port (as each Kubernetes probe makes) still answers.
+    let mut fresh = HealthClient::new(channel(admin_addr).await);
+    assert_eq!(check(&mut fresh, "").await, Ok(ServingStatus::NotServing));
+    assert_eq!(
+        check(&mut fresh, "liveness").await,
+        Ok(ServingStatus::Serving)
+    );
+    assert_eq!(
+        check(&mut on_admin, "liveness").await,
+        Ok(ServingStatus::Serving)
+    );
+    // Not counted as work: the drain ends with the request, not with the probes.
+    assert_eq!(handle.in_flight_requests(), 1);
+    drop(work);
+    let report = bounded("the report", served).await.unwrap();
+    assert!(report.is_graceful(), "{report}");
+}
