@@ -10,17 +10,29 @@
 //! Ctrl-C or `kill -TERM` starts the sequence; every phase is logged and the report printed.
 //! `PORT` (default 3000), `APP_VERSION` (sent as `X-Version`, default `dev`) and the `ZDD_*`
 //! timings come from the environment. `ACCESS_LOG=true` logs each request with the client's
-//! address, which axum's `ConnectInfo` extractor gets from zdd's loop.
+//! address, which axum's `ConnectInfo` extractor gets from zdd's loop. `FAIL_PERCENT=5`
+//! answers 5 % of the requests to `/` with a 500, evenly spread, on purpose: a bad version
+//! for a canary gate to catch (`zdd-check --version v2 --max-error-rate 1%`).
 
 #[path = "common/mod.rs"]
 mod common;
 
-use std::{collections::HashMap, net::SocketAddr, process::ExitCode, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     Router,
     extract::{ConnectInfo, Query, Request},
     middleware::Next,
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -48,8 +60,9 @@ async fn run() -> Result<ExitCode, Box<dyn std::error::Error>> {
         listener.local_addr()?.port()
     );
 
+    let failing = Failing::from_env()?;
     let app = Router::new()
-        .route("/", get(|| async { "hello\n" }))
+        .route("/", get(move || failing.answer()))
         .route("/slow", get(slow));
     let app = match std::env::var("ACCESS_LOG").as_deref() {
         Ok("true") => app.layer(axum::middleware::from_fn(access_log)),
@@ -78,3 +91,38 @@ async fn access_log(
     tracing::info!(target: "access", %peer, %method, path, status = response.status().as_u16());
     response
 }
+
+/// `FAIL_PERCENT`: the share of requests to `/` answered 500 on purpose (0 to 100).
+#[derive(Clone)]
+struct Failing {
+    percent: u64,
+    answered: Arc<AtomicU64>,
+}
+
+impl Failing {
+    fn from_env() -> Result<Self, String> {
+        let percent = match std::env::var("FAIL_PERCENT") {
+            Err(_) => 0,
+            Ok(value) => value
+                .parse()
+                .ok()
+                .filter(|percent| *percent <= 100)
+                .ok_or_else(|| format!("FAIL_PERCENT: not a whole percentage from 0 to 100: {value:?}"))?,
+        };
+        Ok(Self {
+            percent,
+            answered: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Hello, or a 500 for `percent` of the requests, evenly spread (the n-th request fails
+    /// when the count of failures due by it goes up).
+    async fn answer(self) -> Response {
+        let n = self.answered.fetch_add(1, Ordering::Relaxed);
+        if (n + 1) * self.percent / 100 > n * self.percent / 100 {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "failing on purpose\n").into_response();
+        }
+        "hello\n".into_response()
+    }
+}
+

@@ -190,3 +190,88 @@ async fn canary_then_promotion_behind_haproxy_fails_nothing() {
         v1_after_exit,
     );
 }
+
+/// zdd-check as the canary gate, twice behind HAProxy: a healthy new version is promoted
+/// (exit 0); a new version that fails 5 % of its requests on purpose is rolled back (exit
+/// 1), its weight is set back to 0, and the traffic returns to the stable version, which
+/// failed nothing throughout. Both verdicts are printed (`-- --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_gate_promotes_a_healthy_version_and_rolls_back_a_failing_one() {
+    let Some(haproxy_bin) = haproxy() else { return };
+    let binary = example("axum_hello");
+    let stable: Vec<Instance> = (1..=2)
+        .map(|i| Instance::start(&binary, &format!("stable-{i}"), "v1", free_port(), ZDD_ENV))
+        .collect();
+    let healthy = Instance::start(&binary, "canary", "v2", free_port(), ZDD_ENV);
+    let mut failing_env = ZDD_ENV.to_vec();
+    failing_env.push(("FAIL_PERCENT", "5"));
+    let failing = Instance::start(&binary, "canary-bad", "v2", free_port(), &failing_env);
+    let servers = [
+        ("stable-1", stable[0].port, 100),
+        ("stable-2", stable[1].port, 100),
+        ("canary", healthy.port, 10),
+        ("canary-bad", failing.port, 0),
+    ];
+    let haproxy = Haproxy::start(&haproxy_bin, Mode::Http, &servers);
+    haproxy.wait_until("every instance up", |s| {
+        ["stable-1", "stable-2", "canary", "canary-bad"]
+            .iter()
+            .all(|n| s.get(*n).is_some_and(|v| v == "UP"))
+    });
+    let load = load(haproxy.port, 8);
+    until("traffic flows", || load.ok() > 300).await;
+
+    // The canary stage, judged on the canary's answers only (about 4.8 % of the traffic).
+    let url = format!("http://127.0.0.1:{}/", haproxy.port);
+    let gate = move |url: String| {
+        tokio::task::spawn_blocking(move || {
+            Checker::judge(
+                &url,
+                &[
+                    "--version", "v2", "--max-error-rate", "1%", "--max-p95", "1000ms",
+                    "--min-requests", "150", "--duration", "6s", "--concurrency", "8",
+                ],
+            )
+        })
+    };
+    let (code, promoted) = gate(url.clone()).await.unwrap();
+    println!("healthy canary, verdict: {}", promoted["verdict"]);
+    assert_eq!(code, Some(0), "{promoted}");
+    assert_eq!(promoted["verdict"]["decision"], "promote", "{promoted}");
+    assert_eq!(promoted["verdict"]["failed"], 0, "{promoted}");
+
+    // A bad build takes the canary's place.
+    haproxy.set_weight("canary", 0);
+    haproxy.set_weight("canary-bad", 10);
+    let (code, rolled_back) = gate(url).await.unwrap();
+    println!("failing canary, verdict: {}", rolled_back["verdict"]);
+    assert_eq!(code, Some(1), "{rolled_back}");
+    let verdict = &rolled_back["verdict"];
+    assert_eq!(verdict["decision"], "roll_back", "{rolled_back}");
+    let rate = verdict["error_rate"].as_f64().unwrap();
+    assert!((0.03..0.08).contains(&rate), "the canary fails 5 %: {verdict}");
+
+    // Roll back: the canary's weight back to 0, and every request goes to the stable set.
+    haproxy.set_weight("canary-bad", 0);
+    let port = haproxy.port;
+    let after = tokio::task::spawn_blocking(move || Checker::run(port, 2_000))
+        .await
+        .unwrap();
+    assert_eq!(after["failed"], 0, "{after}");
+    assert_eq!(after["versions"]["v1"], 2_000, "only the stable version answers: {after}");
+
+    let exits = terminate(vec![healthy, failing]).await;
+    let tally = load.stop().await;
+    drop(stable);
+    assert_graceful_exits(&exits);
+    // The stable side failed nothing; every failure is the bad canary's, on purpose.
+    let by_version = tally.by_version();
+    assert_eq!(by_version["v1"].failed, 0, "{:?}", by_version);
+    assert_eq!(by_version["v2"].failed, tally.failed(), "{:?}", tally.failures());
+    println!(
+        "| canary gate: promote, then roll back (5 % failing) | axum_hello | {} | {} (all from the failing canary) | {:?} |",
+        tally.total(),
+        tally.failed(),
+        tally.failures()
+    );
+}

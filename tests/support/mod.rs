@@ -159,6 +159,22 @@ impl Checker {
             .unwrap_or_else(|e| panic!("zdd-check printed no summary ({e}): {stdout}"))
     }
 
+    /// Runs it to completion with `args` after `url` (a canary gate, say): its exit code and
+    /// its JSON summary.
+    pub fn judge(url: &str, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+        let binary = built(&["-p", "zdd-check"], "zdd-check");
+        let output = Command::new(binary)
+            .arg(url)
+            .args(args)
+            .args(["--json", "--no-progress"])
+            .output()
+            .expect("zdd-check runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let summary = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("zdd-check printed no summary ({e}): {stdout}"));
+        (output.status.code(), summary)
+    }
+
     /// Stops it (SIGINT) and returns its summary.
     pub fn stop(mut self) -> serde_json::Value {
         let child = self.child.take().expect("running");

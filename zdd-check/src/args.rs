@@ -15,8 +15,11 @@ pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Send keep-alive traffic at a URL and count every failure.
 #[derive(Debug, Parser)]
-#[command(name = "zdd-check", version, about)]
+#[command(name = "zdd-check", version, about, disable_version_flag = true)]
 pub(crate) struct Args {
+    /// Print zdd-check's version (`--version` names the version to judge).
+    #[arg(short = 'V', long = "print-version", action = clap::ArgAction::Version)]
+    print_version: Option<bool>,
     /// The URL to load: http:// or https:// (--h2c for HTTP/2 without TLS).
     #[arg(value_parser = url)]
     pub(crate) url: Uri,
@@ -62,15 +65,76 @@ pub(crate) struct Args {
     /// Do not verify the server's certificate on https:// (test servers only).
     #[arg(long)]
     pub(crate) insecure: bool,
-    /// Fail (exit 1) when more requests than this failed.
-    #[arg(long, default_value_t = 0)]
-    pub(crate) max_failures: u64,
+    /// Fail (exit 1) when more requests than this failed (default 0; as a canary gate,
+    /// only when given).
+    #[arg(long)]
+    pub(crate) max_failures: Option<u64>,
     /// Fail (exit 1) when the 99th percentile latency is above this.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub(crate) max_p99: Option<Duration>,
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Canary gate: judge only the answers of this version (the version header's value).
+    /// Exit 0 promote, 1 roll back, 3 inconclusive; a version that never answered is
+    /// inconclusive.
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) version: Option<String>,
+    /// Canary gate: roll back when more than this share of requests failed (0% to 100%,
+    /// e.g. 1% or 0.5%).
+    #[arg(long, value_name = "PERCENT", value_parser = percent)]
+    pub(crate) max_error_rate: Option<f64>,
+    /// Canary gate: roll back when the 95th-percentile latency is above this (e.g. 1000ms).
+    #[arg(long, value_parser = duration_at_most(MAX_TIMEOUT))]
+    pub(crate) max_p95: Option<Duration>,
+    /// Canary gate: fewer requests than this (from the judged version) are inconclusive,
+    /// not a pass (default 100).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) min_requests: Option<u64>,
+    /// No live progress on stderr (a line refreshed every second on a terminal, a line
+    /// every 10 s otherwise).
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+}
+
+impl Args {
+    /// The canary gate the options ask for, if any.
+    pub(crate) fn gate(&self) -> Option<zdd_check::Gate> {
+        if self.version.is_none()
+            && self.max_error_rate.is_none()
+            && self.max_p95.is_none()
+            && self.min_requests.is_none()
+        {
+            return None;
+        }
+        let mut gate = zdd_check::Gate::new();
+        if let Some(version) = &self.version {
+            gate = gate.version(version.clone());
+        }
+        if let Some(rate) = self.max_error_rate {
+            gate = gate.max_error_rate(rate);
+        }
+        if let Some(p95) = self.max_p95 {
+            gate = gate.max_p95(p95);
+        }
+        if let Some(requests) = self.min_requests {
+            gate = gate.min_requests(requests);
+        }
+        Some(gate)
+    }
+}
+
+/// A share written as a percentage, `0%` to `100%` (the `%` may be left out): a fraction
+/// from 0 to 1.
+fn percent(value: &str) -> Result<f64, String> {
+    let number = value.trim().trim_end_matches('%').trim();
+    let percent: f64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a percentage: expected e.g. 1% or 0.5%"))?;
+    if !(0.0..=100.0).contains(&percent) {
+        return Err(format!("{value} is outside 0% to 100%"));
+    }
+    Ok(percent / 100.0)
 }
 
 /// An `http(s)://host[:port]/path` URL with a port in range (the `http` crate drops a port it
@@ -201,6 +265,22 @@ mod tests {
             parse(&[base, "--grpc-message", "00"]).is_err(),
             "needs --grpc"
         );
+        let gate = ok(&[base, "--version", "v2", "--max-error-rate", "1%", "--max-p95", "1000ms"]);
+        assert_eq!(gate.version.as_deref(), Some("v2"));
+        assert_eq!(gate.max_error_rate, Some(0.01));
+        assert_eq!(gate.max_p95, Some(std::time::Duration::from_secs(1)));
+        assert_eq!(ok(&[base, "--max-error-rate", "0.5"]).max_error_rate, Some(0.005));
+        assert_eq!(ok(&[base, "--max-error-rate", "100%"]).max_error_rate, Some(1.0));
+        for bad in ["150%", "-1%", "fast", "%", "NaN"] {
+            let flag = format!("--max-error-rate={bad}");
+            let error = parse(&[base, &flag]).unwrap_err().to_string();
+            assert!(error.contains("--max-error-rate"), "{bad}: {error}");
+        }
+        let error = parse(&[base, "--max-p95", "fast"]).unwrap_err().to_string();
+        assert!(error.contains("--max-p95"), "{error}");
+        assert!(parse(&[base, "--min-requests", "0"]).is_err());
+        assert!(ok(&[base]).gate().is_none());
+        assert!(ok(&[base, "--min-requests", "5"]).gate().is_some());
         let slow = ok(&[base, "--slow-path", "/slow?ms=100"])
             .slow_path
             .unwrap();
@@ -215,7 +295,8 @@ mod tests {
             option in prop::sample::select(vec![
                 "--concurrency", "--duration", "--requests", "--timeout", "--slow-path",
                 "--slow-every", "--version-header", "--max-failures", "--max-p99",
-                "--grpc-message",
+                "--grpc-message", "--version", "--max-error-rate", "--max-p95",
+                "--min-requests",
             ]),
             value in prop_oneof![
                 any::<String>(),
@@ -228,6 +309,9 @@ mod tests {
                 prop_assert!((1..=MAX_CONCURRENCY).contains(&args.concurrency));
                 prop_assert!(args.duration <= MAX_DURATION && args.timeout <= MAX_TIMEOUT);
                 prop_assert!(Instant::now().checked_add(args.duration + args.timeout).is_some());
+                if let Some(rate) = args.max_error_rate {
+                    prop_assert!((0.0..=1.0).contains(&rate), "{rate}");
+                }
                 if let Some(path) = &args.slow_path {
                     prop_assert!(path.as_str().starts_with('/'));
                 }

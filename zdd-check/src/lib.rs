@@ -27,6 +27,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod gate;
 mod load;
 mod outcome;
 mod summary;
@@ -34,7 +35,8 @@ mod tls;
 
 #[doc(inline)]
 pub use self::{
-    load::{GRPC_HEALTH_CHECK, Load, Plan, Stopper},
-    summary::Summary,
+    gate::{DEFAULT_MIN_REQUESTS, Decision, Gate, Verdict},
+    load::{GRPC_HEALTH_CHECK, Live, Load, Plan, Stopper},
+    summary::{Summary, VersionSummary},
     tls::{Trust, client_config},
 };

@@ -5,7 +5,7 @@ use std::{
     collections::BTreeMap,
     sync::{
         Arc, Mutex, RwLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -209,8 +209,23 @@ struct Progress {
     failed: AtomicU64,
     /// Latencies of successful requests, shared: one histogram whatever the concurrency.
     latencies: Mutex<Histogram<u64>>,
-    /// Successful answers per version; the write lock is taken once per new version.
-    versions: RwLock<BTreeMap<String, AtomicU64>>,
+    /// Answers per version (the version header's value); the write lock is taken once per
+    /// new version.
+    versions: RwLock<BTreeMap<String, Arc<VersionProgress>>>,
+    /// Failures by kind, for the live progress line (failures are rare: a lock is cheap).
+    failures: Mutex<BTreeMap<Outcome, u64>>,
+    /// Clients still running, and the notice each gives as it ends.
+    running: AtomicUsize,
+    ended: tokio::sync::Notify,
+}
+
+/// One version's answers: successes, failures (a 5xx, a failed gRPC status, an answer cut
+/// short), and the latency of every answer.
+#[derive(Debug)]
+pub(crate) struct VersionProgress {
+    pub(crate) ok: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) latencies: Mutex<Histogram<u64>>,
 }
 
 impl Default for Progress {
@@ -220,34 +235,89 @@ impl Default for Progress {
             failed: AtomicU64::new(0),
             latencies: Mutex::new(crate::summary::latency_histogram()),
             versions: RwLock::default(),
+            failures: Mutex::default(),
+            running: AtomicUsize::new(0),
+            ended: tokio::sync::Notify::new(),
         }
     }
 }
 
-impl Progress {
-    fn took(&self, latency: Duration) {
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        // Saturates at the histogram's top (an hour), beyond any timeout.
-        self.latencies
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .saturating_record(micros.max(1));
-    }
+/// Records `latency` in `histogram`, in microseconds; saturates at the histogram's top (an
+/// hour), beyond any timeout.
+fn record(histogram: &Mutex<Histogram<u64>>, latency: Duration) {
+    let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+    histogram
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .saturating_record(micros.max(1));
+}
 
-    fn answered(&self, version: &str) {
-        self.ok.fetch_add(1, Ordering::Relaxed);
+impl Progress {
+    fn version(&self, version: &str) -> Arc<VersionProgress> {
         let versions = self.versions.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = versions.get(version) {
-            count.fetch_add(1, Ordering::Relaxed);
-            return;
+        if let Some(progress) = versions.get(version) {
+            return Arc::clone(progress);
         }
         drop(versions);
         let mut versions = self.versions.write().unwrap_or_else(|e| e.into_inner());
-        versions
-            .entry(version.to_owned())
-            .or_default()
-            .fetch_add(1, Ordering::Relaxed);
+        let progress = versions.entry(version.to_owned()).or_insert_with(|| {
+            Arc::new(VersionProgress {
+                ok: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
+                latencies: Mutex::new(crate::summary::latency_histogram()),
+            })
+        });
+        Arc::clone(progress)
     }
+
+    /// An answer of `version` came after `latency`: a success, or not.
+    fn answered(&self, version: &str, ok: bool, latency: Duration) {
+        let progress = self.version(version);
+        if ok {
+            self.ok.fetch_add(1, Ordering::Relaxed);
+            record(&self.latencies, latency);
+            progress.ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            progress.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        record(&progress.latencies, latency);
+    }
+
+    fn failed(&self, outcome: Outcome) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        *self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(outcome)
+            .or_default() += 1;
+    }
+}
+
+/// Counts a client as running until it ends, however it ends.
+struct Running(Arc<Progress>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.0.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.ended.notify_waiters();
+        }
+    }
+}
+
+/// What a load has seen so far ([`Load::live`]), for a progress line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Live {
+    /// Since the load started.
+    pub elapsed: Duration,
+    /// Successful requests.
+    pub ok: u64,
+    /// Failed requests.
+    pub failed: u64,
+    /// Failures by kind (`status_5xx`, `grpc_unavailable`, …), counted ones only.
+    pub failures: BTreeMap<&'static str, u64>,
+    /// Answers (successful or not) by version.
+    pub versions: BTreeMap<String, u64>,
 }
 
 /// A running load. Read its counts while it runs; [`Load::stop`] and [`Load::finish`] end
@@ -313,6 +383,7 @@ impl Load {
         let progress = Arc::new(Progress::default());
         let started = Instant::now();
         let deadline = plan.duration.and_then(|d| started.checked_add(d));
+        progress.running.store(plan.concurrency, Ordering::Release);
         let clients = (0..plan.concurrency)
             .map(|_| {
                 let (client, plan, sent, stop, progress) = (
@@ -323,6 +394,7 @@ impl Load {
                     Arc::clone(&progress),
                 );
                 tokio::spawn(async move {
+                    let _running = Running(Arc::clone(&progress));
                     let mut seen = Seen::default();
                     let mut own = 0_u64;
                     let mut backoff = FIRST_BACKOFF;
@@ -394,7 +466,53 @@ impl Load {
             .unwrap_or_else(|e| e.into_inner());
         versions
             .get(version)
-            .map_or(0, |count| count.load(Ordering::Relaxed))
+            .map_or(0, |progress| progress.ok.load(Ordering::Relaxed))
+    }
+
+    /// Completes once every client has ended: the plan's duration or request limit is
+    /// reached, or [`Load::stop`] was asked for.
+    pub async fn until_done(&self) {
+        loop {
+            let ended = self.progress.ended.notified();
+            let mut ended = std::pin::pin!(ended);
+            ended.as_mut().enable();
+            if self.progress.running.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            ended.await;
+        }
+    }
+
+    /// What the load has seen so far: counts, failures by kind, answers by version.
+    #[must_use]
+    pub fn live(&self) -> Live {
+        let failures = self
+            .progress
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(outcome, n)| (outcome.as_str(), *n))
+            .collect();
+        let versions = self
+            .progress
+            .versions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(version, progress)| {
+                let answered = progress.ok.load(Ordering::Relaxed)
+                    + progress.failed.load(Ordering::Relaxed);
+                (version.clone(), answered)
+            })
+            .collect();
+        Live {
+            elapsed: self.started.elapsed(),
+            ok: self.ok(),
+            failed: self.failed(),
+            failures,
+            versions,
+        }
     }
 
     /// Tells every client to stop after its current request, and sums up.
@@ -426,6 +544,14 @@ impl Load {
         let mut summary = Summary::new(version_header.as_str(), latencies);
         for client in seen {
             summary.add(client);
+        }
+        for (version, answers) in progress
+            .versions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            summary.add_version(version, answers);
         }
         summary.elapsed = started.elapsed();
         summary
@@ -505,10 +631,10 @@ where
     seen.unsent_retried += unsent;
     let outcome = match answer {
         Ok(Ok((outcome, version))) => {
+            // An answer: counted for its version, successful or not.
+            let version = version.unwrap_or_else(|| "(none)".to_owned());
+            progress.answered(&version, outcome == Outcome::Ok, started.elapsed());
             if outcome == Outcome::Ok {
-                progress.took(started.elapsed());
-                let version = version.unwrap_or_else(|| "(none)".to_owned());
-                progress.answered(&version);
                 *seen.versions.entry(version).or_default() += 1;
             }
             outcome
@@ -524,7 +650,7 @@ where
         Err(_) => Outcome::Timeout,
     };
     if outcome != Outcome::Ok {
-        progress.failed.fetch_add(1, Ordering::Relaxed);
+        progress.failed(outcome);
     }
     *seen.outcomes.entry(outcome).or_default() += 1;
     outcome

@@ -16,11 +16,18 @@
 //! is 0 when nothing failed and no threshold was crossed, 1 otherwise, 2 on bad input
 //! (every option is checked first, with its limit in the message).
 //!
+//! As a canary gate (`--version v2 --max-error-rate 1% --max-p95 1000ms --min-requests
+//! 200`), it judges the answers of one version (or all traffic without `--version`) and
+//! exits 0 to promote, 1 to roll back, 3 when inconclusive (too few requests, or the
+//! version never answered); `--json` adds a `verdict` object with the numbers it was based
+//! on. Progress is shown on stderr while it runs (`--no-progress` turns it off).
+//!
 //! After a failed connect (refused, or the name did not resolve), a client waits before its
 //! next request, 10 ms doubling to 1 s, so a server that is down is not hammered; the
 //! summary says how often and how long.
 
 mod args;
+mod live;
 
 use std::process::ExitCode;
 
@@ -69,6 +76,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let gate = args.gate();
     let summary = runtime.block_on(async {
         let load = Load::start(plan);
         // Ctrl-C or SIGTERM ends the run early; the summary is still printed.
@@ -77,19 +85,41 @@ fn main() -> ExitCode {
             stopped().await;
             stopper.stop();
         });
+        if !args.no_progress {
+            live::show(&load, load.until_done()).await;
+        }
         load.finish().await
     });
-    let verdict = summary.verdict(args.max_failures, args.max_p99);
+    let Some(gate) = gate else {
+        let verdict = summary.verdict(args.max_failures.unwrap_or(0), args.max_p99);
+        if args.json {
+            println!("{}", summary.to_json(&verdict));
+        } else {
+            print!("{}", summary.to_text(&verdict));
+        }
+        return match verdict.is_empty() {
+            true => ExitCode::SUCCESS,
+            false => ExitCode::from(1),
+        };
+    };
+    // A canary gate: its decision is the exit code; thresholds of the plain check apply
+    // only when given.
+    let mut judged = gate.judge(&summary);
+    let other = match args.max_failures {
+        Some(max) => summary.verdict(max, args.max_p99),
+        None => summary.verdict(u64::MAX, args.max_p99),
+    };
+    judged.also_failed(&other);
     if args.json {
-        println!("{}", summary.to_json(&verdict));
+        let mut json: serde_json::Value =
+            serde_json::from_str(&summary.to_json(&other)).unwrap_or_default();
+        json["verdict"] = judged.to_json();
+        println!("{json}");
     } else {
-        print!("{}", summary.to_text(&verdict));
+        print!("{}", summary.to_text(&other));
+        println!("{judged}");
     }
-    if verdict.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    ExitCode::from(judged.decision().exit_code())
 }
 
 /// Completes on Ctrl-C or SIGTERM (never, if neither can be listened for).

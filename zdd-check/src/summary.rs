@@ -29,11 +29,46 @@ pub struct Summary {
     /// Latencies of successful requests, in microseconds.
     latencies: Histogram<u64>,
     versions: BTreeMap<String, u64>,
+    by_version: BTreeMap<String, VersionSummary>,
     first_errors: Vec<String>,
     backoffs: u64,
     backed_off: Duration,
     unsent_retried: u64,
     pub(crate) elapsed: Duration,
+}
+
+/// One version's answers: what a canary decision compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionSummary {
+    /// Answers from this version, successful or not.
+    pub answered: u64,
+    /// Of those, failures: a 5xx or other non-2xx status, a failed gRPC status, or an answer
+    /// cut short.
+    pub failed: u64,
+    /// Latency percentiles of all its answers (50th, 95th, 99th); `None` without answers.
+    pub p50: Option<Duration>,
+    /// See [`VersionSummary::p50`].
+    pub p95: Option<Duration>,
+    /// See [`VersionSummary::p50`].
+    pub p99: Option<Duration>,
+}
+
+impl VersionSummary {
+    /// `failed / answered`, 0 without answers.
+    #[must_use]
+    pub fn error_rate(&self) -> f64 {
+        if self.answered == 0 {
+            0.0
+        } else {
+            self.failed as f64 / self.answered as f64
+        }
+    }
+}
+
+/// The latency below which `percent` of what `latencies` holds falls.
+fn percentile_of(latencies: &Histogram<u64>, percent: f64) -> Option<Duration> {
+    (!latencies.is_empty())
+        .then(|| Duration::from_micros(latencies.value_at_quantile(percent / 100.0)))
 }
 
 /// A histogram of latencies in microseconds, from 1 µs to an hour, to three significant
@@ -52,6 +87,7 @@ impl Summary {
             outcomes: BTreeMap::new(),
             latencies,
             versions: BTreeMap::new(),
+            by_version: BTreeMap::new(),
             first_errors: Vec::new(),
             backoffs: 0,
             backed_off: Duration::ZERO,
@@ -72,6 +108,22 @@ impl Summary {
         self.backoffs += seen.backoffs;
         self.backed_off += seen.backed_off;
         self.unsent_retried += seen.unsent_retried;
+    }
+
+    pub(crate) fn add_version(&mut self, version: &str, answers: &crate::load::VersionProgress) {
+        use std::sync::atomic::Ordering;
+        let latencies = answers.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        self.by_version.insert(
+            version.to_owned(),
+            VersionSummary {
+                answered: answers.ok.load(Ordering::Relaxed)
+                    + answers.failed.load(Ordering::Relaxed),
+                failed: answers.failed.load(Ordering::Relaxed),
+                p50: percentile_of(&latencies, 50.0),
+                p95: percentile_of(&latencies, 95.0),
+                p99: percentile_of(&latencies, 99.0),
+            },
+        );
     }
 
     /// Requests sent.
@@ -113,6 +165,12 @@ impl Summary {
         &self.versions
     }
 
+    /// Every version's answers, successful or not, with their failures and latencies.
+    #[must_use]
+    pub fn by_version(&self) -> &BTreeMap<String, VersionSummary> {
+        &self.by_version
+    }
+
     /// The first few failures, described.
     #[must_use]
     pub fn first_errors(&self) -> &[String] {
@@ -137,11 +195,12 @@ impl Summary {
     /// The latency below which `percent` of successful requests answered (to three
     /// significant digits).
     fn percentile(&self, percent: f64) -> Option<Duration> {
-        if self.latencies.is_empty() {
-            return None;
-        }
-        let micros = self.latencies.value_at_quantile(percent / 100.0);
-        Some(Duration::from_micros(micros))
+        percentile_of(&self.latencies, percent)
+    }
+
+    /// The 95th-percentile latency of successful requests.
+    pub(crate) fn p95_of_answers(&self) -> Option<Duration> {
+        self.percentile(95.0)
     }
 
     /// Reasons to fail the run: nothing sent, more failures than `max_failures`, a p99
@@ -184,6 +243,12 @@ impl Summary {
             "latency_ms": { "p50": ms(self.percentile(50.0)), "p95": ms(self.percentile(95.0)), "p99": ms(self.percentile(99.0)) },
             "version_header": self.version_header,
             "versions": self.versions,
+            "by_version": self.by_version.iter().map(|(version, v)| (version.clone(), json!({
+                "answered": v.answered,
+                "failed": v.failed,
+                "error_rate": v.error_rate(),
+                "latency_ms": { "p50": ms(v.p50), "p95": ms(v.p95), "p99": ms(v.p99) },
+            }))).collect::<serde_json::Map<_, _>>(),
             "elapsed_s": self.elapsed.as_secs_f64(),
             "passed": verdict.is_empty(),
             "reasons": verdict,
@@ -217,8 +282,15 @@ impl Summary {
             let _ = writeln!(out, "latency: p50 {p50:.2?}  p95 {p95:.2?}  p99 {p99:.2?}");
         }
         let _ = writeln!(out, "by {}:", self.version_header);
-        for (version, n) in &self.versions {
-            let _ = writeln!(out, "  {version:<15} {n}");
+        for (version, v) in &self.by_version {
+            let ok = self.versions.get(version).copied().unwrap_or(0);
+            let p95 = v.p95.map(|p| format!("{p:.2?}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {version:<15} {ok} ok, {} failed ({:.2} %), p95 {p95}",
+                v.failed,
+                v.error_rate() * 100.0
+            );
         }
         for error in &self.first_errors {
             let _ = writeln!(out, "  e.g. {error}");

@@ -87,6 +87,16 @@ async fn misbehaving_server() -> u16 {
     .await
 }
 
+/// Answers every request 200, from v1 and v2 in turn; every 10th answer of v2 is a 500.
+async fn canary_server() -> u16 {
+    server(|_, n| match (n % 2, (n / 2) % 10) {
+        (0, _) => Reply::Answer(answer("200 OK", "v1")),
+        (_, 9) => Reply::Answer(answer("500 Internal Server Error", "v2")),
+        _ => Reply::Answer(answer("200 OK", "v2")),
+    })
+    .await
+}
+
 /// A port nothing listens on (bound, then released).
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -178,6 +188,55 @@ async fn a_refused_connection_is_counted_and_a_clean_run_passes() {
     assert!(stdout.contains("v3"), "{stdout}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_a_canary_gate_it_promotes_rolls_back_or_says_it_cannot_tell() {
+    let port = canary_server().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let gate = move |extra: &[&str]| {
+        let mut args = vec![url.as_str(), "--requests", "400", "--concurrency", "4", "--json"];
+        args.extend_from_slice(extra);
+        let (code, stdout) = zdd_check(&args);
+        let summary: Value = serde_json::from_str(&stdout).unwrap();
+        (code, summary["verdict"].clone(), summary)
+    };
+    let run = |extra: Vec<&'static str>| {
+        let gate = gate.clone();
+        tokio::task::spawn_blocking(move || gate(&extra))
+    };
+    // v2 fails 10 % of its answers: rolled back at 1 %, promoted at 20 %.
+    let (code, verdict, summary) = run(vec!["--version", "v2", "--max-error-rate", "1%"])
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1), "{summary}");
+    assert_eq!(verdict["decision"], "roll_back", "{verdict}");
+    assert_eq!(verdict["requests"], 200, "{verdict}");
+    assert_eq!(verdict["failed"], 20, "{verdict}");
+    assert_eq!(verdict["error_rate"], 0.1, "{verdict}");
+    assert_eq!(verdict["thresholds"]["max_error_rate"], 0.01, "{verdict}");
+    assert_eq!(summary["by_version"]["v2"]["failed"], 20, "{summary}");
+    let (code, verdict, _) = run(vec!["--version", "v2", "--max-error-rate", "20%", "--max-p95", "5s"])
+        .await
+        .unwrap();
+    assert_eq!((code, &verdict["decision"]), (Some(0), &Value::from("promote")), "{verdict}");
+    assert!(verdict["p95_ms"].as_f64().unwrap() < 5000.0, "{verdict}");
+    // v1 never fails; a p95 limit no answer can hold rolls back.
+    let (code, verdict, _) = run(vec!["--version", "v1", "--max-error-rate", "0%"]).await.unwrap();
+    assert_eq!((code, &verdict["decision"]), (Some(0), &Value::from("promote")), "{verdict}");
+    let (code, verdict, _) = run(vec!["--version", "v1", "--max-p95", "1us"]).await.unwrap();
+    assert_eq!((code, &verdict["decision"]), (Some(1), &Value::from("roll_back")), "{verdict}");
+    // Too little traffic, or a version that never answered: inconclusive, and why.
+    let (code, verdict, _) = run(vec!["--version", "v2", "--min-requests", "1000"]).await.unwrap();
+    assert_eq!((code, &verdict["decision"]), (Some(3), &Value::from("inconclusive")), "{verdict}");
+    assert!(verdict["reasons"][0].as_str().unwrap().contains("fewer than the 1000"), "{verdict}");
+    let (code, verdict, _) = run(vec!["--version", "v9", "--max-error-rate", "1%"]).await.unwrap();
+    assert_eq!((code, &verdict["decision"]), (Some(3), &Value::from("inconclusive")), "{verdict}");
+    let reason = verdict["reasons"][0].as_str().unwrap();
+    assert!(reason.contains("\"v9\" never answered") && reason.contains("v1, v2"), "{reason}");
+    // All traffic: 20 of 400 failed, 5 %.
+    let (code, verdict, _) = run(vec!["--max-error-rate", "4%"]).await.unwrap();
+    assert_eq!((code, &verdict["requests"], &verdict["failed"]), (Some(1), &Value::from(400), &Value::from(20)), "{verdict}");
+}
+
 #[test]
 fn bad_input_is_refused_with_exit_code_2_and_the_option_named() {
     let url = "http://127.0.0.1:1/";
@@ -237,6 +296,12 @@ fn bad_input_is_refused_with_exit_code_2_and_the_option_named() {
             "'--timeout <TIMEOUT>': 2h is longer than the limit of 1h",
         ),
         (&[url, "--requests", "0"], "'--requests <REQUESTS>'"),
+        (
+            &[url, "--max-error-rate", "150%"],
+            "'--max-error-rate <PERCENT>': 150% is outside 0% to 100%",
+        ),
+        (&[url, "--max-p95", "fast"], "'--max-p95 <MAX_P95>'"),
+        (&[url, "--min-requests", "0"], "'--min-requests <MIN_REQUESTS>'"),
         (
             &[url, "--slow-path", "slow?ms=100"],
             "'--slow-path <SLOW_PATH>': must start with / (e.g. /slow?ms=100)",

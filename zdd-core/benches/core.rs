@@ -3,7 +3,8 @@
 //! contending), one request through `ZddLayer` against the same service without it, and
 //! the floor under both: what one pair of atomic read-modify-writes costs on this machine.
 //!
-//! Run with `cargo bench -p zdd-core --features tower --bench core`.
+//! Run with `cargo bench -p zdd-core --features tower --bench core`; with `metrics` too, it
+//! also measures `RequestMetricsLayer` (`one_request/request_metrics`).
 
 use std::{
     convert::Infallible,
@@ -102,6 +103,18 @@ fn layer(c: &mut Criterion) {
     group.bench_function("zdd_layer_on_connection", |b| {
         b.iter(|| drop(black_box(one_request(&mut on_connection, &uri))))
     });
+    // The opt-in per-version metrics, recording into Prometheus' exporter.
+    #[cfg(feature = "metrics")]
+    {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let metrics = metrics::with_local_recorder(&recorder, || {
+            zdd_core::layer::RequestMetricsLayer::new("v2")
+        });
+        let mut recorded = metrics.layer(handler());
+        group.bench_function("request_metrics", |b| {
+            b.iter(|| drop(black_box(one_request(&mut recorded, &uri))))
+        });
+    }
     group.finish();
 }
 

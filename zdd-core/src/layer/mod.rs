@@ -63,6 +63,8 @@ mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
+#[cfg(feature = "metrics")]
+mod versioned;
 
 pub use self::{
     body::ResponseBody,
@@ -70,6 +72,9 @@ pub use self::{
     layer::{LateRequests, ZddLayer},
     service::Zdd,
 };
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use self::versioned::{RecordedFuture, RequestMetrics, RequestMetricsLayer};
 
 use http::{HeaderValue, Response, StatusCode, Version, header};
 
