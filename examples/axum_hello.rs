@@ -31,8 +31,8 @@ use std::{
 use axum::{
     Router,
     extract::{ConnectInfo, Query, Request},
-    middleware::Next,
     http::StatusCode,
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -107,7 +107,9 @@ impl Failing {
                 .parse()
                 .ok()
                 .filter(|percent| *percent <= 100)
-                .ok_or_else(|| format!("FAIL_PERCENT: not a whole percentage from 0 to 100: {value:?}"))?,
+                .ok_or_else(|| {
+                    format!("FAIL_PERCENT: not a whole percentage from 0 to 100: {value:?}")
+                })?,
         };
         Ok(Self {
             percent,
@@ -125,4 +127,3 @@ impl Failing {
         "hello\n".into_response()
     }
 }
-

@@ -5,43 +5,12 @@
 mod support;
 
 use std::{
-    io,
     net::SocketAddr,
     process::Command,
     time::{Duration, Instant},
 };
 
 use support::*;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
-
-/// One request on a new connection: the status and the body, or the connection's error
-/// (refused, reset).
-async fn request(port: u16, method: &str, path: &str) -> io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
-    stream
-        .write_all(
-            format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-                .as_bytes(),
-        )
-        .await?;
-    let mut response = String::new();
-    tokio::time::timeout(BOUND, stream.read_to_string(&mut response))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer"))??;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, response.clone()))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
 
 /// Polls `path` (bounded, real clock: an end-to-end test) until it answers `status`.
 async fn wait_for(port: u16, path: &str, status: u16) {

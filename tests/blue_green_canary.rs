@@ -228,8 +228,18 @@ async fn the_canary_gate_promotes_a_healthy_version_and_rolls_back_a_failing_one
             Checker::judge(
                 &url,
                 &[
-                    "--version", "v2", "--max-error-rate", "1%", "--max-p95", "1000ms",
-                    "--min-requests", "150", "--duration", "6s", "--concurrency", "8",
+                    "--version",
+                    "v2",
+                    "--max-error-rate",
+                    "1%",
+                    "--max-p95",
+                    "1000ms",
+                    "--min-requests",
+                    "150",
+                    "--duration",
+                    "6s",
+                    "--concurrency",
+                    "8",
                 ],
             )
         })
@@ -249,7 +259,10 @@ async fn the_canary_gate_promotes_a_healthy_version_and_rolls_back_a_failing_one
     let verdict = &rolled_back["verdict"];
     assert_eq!(verdict["decision"], "roll_back", "{rolled_back}");
     let rate = verdict["error_rate"].as_f64().unwrap();
-    assert!((0.03..0.08).contains(&rate), "the canary fails 5 %: {verdict}");
+    assert!(
+        (0.03..0.08).contains(&rate),
+        "the canary fails 5 %: {verdict}"
+    );
 
     // Roll back: the canary's weight back to 0, and every request goes to the stable set.
     haproxy.set_weight("canary-bad", 0);
@@ -258,7 +271,10 @@ async fn the_canary_gate_promotes_a_healthy_version_and_rolls_back_a_failing_one
         .await
         .unwrap();
     assert_eq!(after["failed"], 0, "{after}");
-    assert_eq!(after["versions"]["v1"], 2_000, "only the stable version answers: {after}");
+    assert_eq!(
+        after["versions"]["v1"], 2_000,
+        "only the stable version answers: {after}"
+    );
 
     let exits = terminate(vec![healthy, failing]).await;
     let tally = load.stop().await;
@@ -267,7 +283,12 @@ async fn the_canary_gate_promotes_a_healthy_version_and_rolls_back_a_failing_one
     // The stable side failed nothing; every failure is the bad canary's, on purpose.
     let by_version = tally.by_version();
     assert_eq!(by_version["v1"].failed, 0, "{:?}", by_version);
-    assert_eq!(by_version["v2"].failed, tally.failed(), "{:?}", tally.failures());
+    assert_eq!(
+        by_version["v2"].failed,
+        tally.failed(),
+        "{:?}",
+        tally.failures()
+    );
     println!(
         "| canary gate: promote, then roll back (5 % failing) | axum_hello | {} | {} (all from the failing canary) | {:?} |",
         tally.total(),

@@ -282,6 +282,9 @@ fn every_manifest_is_valid_and_fits_zdd() {
     let mut problems = Vec::new();
     let mut kinds = BTreeMap::<String, usize>::new();
     let mut subsets = Vec::new();
+    // (kind, name) of every object, and of every object another refers to.
+    let mut defined: Vec<(String, String)> = Vec::new();
+    let mut referenced: Vec<(&str, String)> = Vec::new();
     for (path, document) in &manifests {
         let name = path
             .strip_prefix(env!("CARGO_MANIFEST_DIR"))
@@ -324,15 +327,80 @@ fn every_manifest_is_valid_and_fits_zdd() {
                 }
                 Ok(found)
             }
+            // Argo Rollouts and Flagger (their types are not in k8s-openapi): the pod
+            // template is a Deployment's and held to the same rules; names they refer to
+            // must be defined.
+            "Rollout" => {
+                let steps = document["spec"]["strategy"]["canary"]["steps"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                for step in &steps {
+                    if let Some(name) = step["analysis"]["templates"][0]["templateName"].as_str() {
+                        referenced.push(("AnalysisTemplate", name.to_owned()));
+                    }
+                }
+                let weights: Vec<u64> = steps
+                    .iter()
+                    .filter_map(|s| s["setWeight"].as_u64())
+                    .collect();
+                let mut found = Vec::new();
+                if weights != [5, 25, 50] {
+                    found.push(format!(
+                        "canary stages {weights:?}, not 5, 25, 50 (then 100)"
+                    ));
+                }
+                let deployment = serde_json::json!({
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": document["metadata"],
+                    "spec": {
+                        "replicas": document["spec"]["replicas"],
+                        "selector": document["spec"]["selector"],
+                        "template": document["spec"]["template"],
+                    },
+                });
+                strict::<Deployment>(&deployment).map(|d| {
+                    found.extend(check_deployment(&d));
+                    found
+                })
+            }
+            "Canary" => {
+                let analysis = &document["spec"]["analysis"];
+                for metric in analysis["metrics"].as_array().into_iter().flatten() {
+                    if let Some(name) = metric["templateRef"]["name"].as_str() {
+                        referenced.push(("MetricTemplate", name.to_owned()));
+                    }
+                }
+                if let Some(name) = document["spec"]["targetRef"]["name"].as_str() {
+                    referenced.push(("Deployment", name.to_owned()));
+                }
+                let weights = &analysis["stepWeights"];
+                Ok(match *weights == serde_json::json!([5, 25, 50]) {
+                    true => Vec::new(),
+                    false => vec![format!("canary stages {weights}, not 5, 25, 50")],
+                })
+            }
+            "AnalysisTemplate" | "MetricTemplate" => Ok(Vec::new()),
             other => Err(format!("unexpected kind {other:?}")),
         };
+        if let Some(name) = document["metadata"]["name"].as_str() {
+            defined.push((kind.clone(), name.to_owned()));
+        }
         match found {
             Ok(found) => problems.extend(found.into_iter().map(|p| format!("{name}: {p}"))),
             Err(error) => problems.push(format!("{name}: {error}")),
         }
     }
+    for (kind, name) in &referenced {
+        if !defined.iter().any(|(k, n)| k == kind && n == name) {
+            problems.push(format!("{kind} {name:?} is referred to but not defined"));
+        }
+    }
     assert!(problems.is_empty(), "{problems:#?}");
-    assert_eq!(kinds.get("Deployment"), Some(&6), "{kinds:?}");
+    assert_eq!(kinds.get("Deployment"), Some(&7), "{kinds:?}");
+    assert_eq!(kinds.get("Rollout"), Some(&1), "{kinds:?}");
+    assert_eq!(kinds.get("Canary"), Some(&1), "{kinds:?}");
     assert_eq!(kinds.get("VirtualService"), Some(&1), "{kinds:?}");
 }
 

@@ -159,19 +159,23 @@ impl Checker {
             .unwrap_or_else(|e| panic!("zdd-check printed no summary ({e}): {stdout}"))
     }
 
-    /// Runs it to completion with `args` after `url` (a canary gate, say): its exit code and
-    /// its JSON summary.
+    /// Runs it to completion with `args` after `url` (a canary gate, say), with `--json
+    /// --no-progress` unless given: its exit code and its JSON summary.
     pub fn judge(url: &str, args: &[&str]) -> (Option<i32>, serde_json::Value) {
         let binary = built(&["-p", "zdd-check"], "zdd-check");
-        let output = Command::new(binary)
-            .arg(url)
-            .args(args)
-            .args(["--json", "--no-progress"])
-            .output()
-            .expect("zdd-check runs");
+        let mut command = Command::new(binary);
+        command.arg(url).args(args);
+        for flag in ["--json", "--no-progress"] {
+            if !args.contains(&flag) {
+                command.arg(flag);
+            }
+        }
+        let output = command.output().expect("zdd-check runs");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let summary = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("zdd-check printed no summary ({e}): {stdout}"));
+        let summary = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            panic!("zdd-check printed no summary ({e}): {stdout}{stderr}")
+        });
         (output.status.code(), summary)
     }
 
@@ -757,4 +761,31 @@ pub async fn until(what: &str, done: impl Fn() -> bool) {
         assert!(Instant::now() < deadline, "never happened: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// One request on a new connection: the status and the body, or the connection's error
+/// (refused, reset).
+pub async fn request(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(
+            format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
+    let mut response = String::new();
+    tokio::time::timeout(BOUND, stream.read_to_string(&mut response))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, response.clone()))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }

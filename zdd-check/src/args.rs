@@ -265,12 +265,26 @@ mod tests {
             parse(&[base, "--grpc-message", "00"]).is_err(),
             "needs --grpc"
         );
-        let gate = ok(&[base, "--version", "v2", "--max-error-rate", "1%", "--max-p95", "1000ms"]);
+        let gate = ok(&[
+            base,
+            "--version",
+            "v2",
+            "--max-error-rate",
+            "1%",
+            "--max-p95",
+            "1000ms",
+        ]);
         assert_eq!(gate.version.as_deref(), Some("v2"));
         assert_eq!(gate.max_error_rate, Some(0.01));
         assert_eq!(gate.max_p95, Some(std::time::Duration::from_secs(1)));
-        assert_eq!(ok(&[base, "--max-error-rate", "0.5"]).max_error_rate, Some(0.005));
-        assert_eq!(ok(&[base, "--max-error-rate", "100%"]).max_error_rate, Some(1.0));
+        assert_eq!(
+            ok(&[base, "--max-error-rate", "0.5"]).max_error_rate,
+            Some(0.005)
+        );
+        assert_eq!(
+            ok(&[base, "--max-error-rate", "100%"]).max_error_rate,
+            Some(1.0)
+        );
         for bad in ["150%", "-1%", "fast", "%", "NaN"] {
             let flag = format!("--max-error-rate={bad}");
             let error = parse(&[base, &flag]).unwrap_err().to_string();

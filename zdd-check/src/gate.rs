@@ -93,7 +93,11 @@ impl Gate {
                         Decision::Inconclusive,
                         vec![format!(
                             "version {version:?} never answered (answers came from: {})",
-                            if seen.is_empty() { "none".to_owned() } else { seen.join(", ") }
+                            if seen.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                seen.join(", ")
+                            }
                         )],
                         (0, 0, None),
                     );

@@ -1,11 +1,7 @@
 //! Live progress while a load runs (a canary stage lasts minutes): on a terminal, a line on
 //! stderr refreshed every second; otherwise a plain line every [`PLAIN_EVERY`].
 
-use std::{
-    fmt::Write,
-    io::IsTerminal,
-    time::Duration,
-};
+use std::{fmt::Write, io::IsTerminal, time::Duration};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use zdd_check::{Live, Load};
@@ -46,7 +42,10 @@ pub(crate) async fn show(load: &Load, done: impl Future<Output = ()>) {
     let mut done = std::pin::pin!(done);
     if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         loop {
             bar.set_message(line(&load.live()));
             bar.tick();

@@ -501,8 +501,8 @@ impl Load {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(version, progress)| {
-                let answered = progress.ok.load(Ordering::Relaxed)
-                    + progress.failed.load(Ordering::Relaxed);
+                let answered =
+                    progress.ok.load(Ordering::Relaxed) + progress.failed.load(Ordering::Relaxed);
                 (version.clone(), answered)
             })
             .collect();

@@ -193,7 +193,14 @@ async fn as_a_canary_gate_it_promotes_rolls_back_or_says_it_cannot_tell() {
     let port = canary_server().await;
     let url = format!("http://127.0.0.1:{port}/");
     let gate = move |extra: &[&str]| {
-        let mut args = vec![url.as_str(), "--requests", "400", "--concurrency", "4", "--json"];
+        let mut args = vec![
+            url.as_str(),
+            "--requests",
+            "400",
+            "--concurrency",
+            "4",
+            "--json",
+        ];
         args.extend_from_slice(extra);
         let (code, stdout) = zdd_check(&args);
         let summary: Value = serde_json::from_str(&stdout).unwrap();
@@ -214,27 +221,75 @@ async fn as_a_canary_gate_it_promotes_rolls_back_or_says_it_cannot_tell() {
     assert_eq!(verdict["error_rate"], 0.1, "{verdict}");
     assert_eq!(verdict["thresholds"]["max_error_rate"], 0.01, "{verdict}");
     assert_eq!(summary["by_version"]["v2"]["failed"], 20, "{summary}");
-    let (code, verdict, _) = run(vec!["--version", "v2", "--max-error-rate", "20%", "--max-p95", "5s"])
-        .await
-        .unwrap();
-    assert_eq!((code, &verdict["decision"]), (Some(0), &Value::from("promote")), "{verdict}");
+    let (code, verdict, _) = run(vec![
+        "--version",
+        "v2",
+        "--max-error-rate",
+        "20%",
+        "--max-p95",
+        "5s",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        (code, &verdict["decision"]),
+        (Some(0), &Value::from("promote")),
+        "{verdict}"
+    );
     assert!(verdict["p95_ms"].as_f64().unwrap() < 5000.0, "{verdict}");
     // v1 never fails; a p95 limit no answer can hold rolls back.
-    let (code, verdict, _) = run(vec!["--version", "v1", "--max-error-rate", "0%"]).await.unwrap();
-    assert_eq!((code, &verdict["decision"]), (Some(0), &Value::from("promote")), "{verdict}");
-    let (code, verdict, _) = run(vec!["--version", "v1", "--max-p95", "1us"]).await.unwrap();
-    assert_eq!((code, &verdict["decision"]), (Some(1), &Value::from("roll_back")), "{verdict}");
+    let (code, verdict, _) = run(vec!["--version", "v1", "--max-error-rate", "0%"])
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, &verdict["decision"]),
+        (Some(0), &Value::from("promote")),
+        "{verdict}"
+    );
+    let (code, verdict, _) = run(vec!["--version", "v1", "--max-p95", "1us"])
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, &verdict["decision"]),
+        (Some(1), &Value::from("roll_back")),
+        "{verdict}"
+    );
     // Too little traffic, or a version that never answered: inconclusive, and why.
-    let (code, verdict, _) = run(vec!["--version", "v2", "--min-requests", "1000"]).await.unwrap();
-    assert_eq!((code, &verdict["decision"]), (Some(3), &Value::from("inconclusive")), "{verdict}");
-    assert!(verdict["reasons"][0].as_str().unwrap().contains("fewer than the 1000"), "{verdict}");
-    let (code, verdict, _) = run(vec!["--version", "v9", "--max-error-rate", "1%"]).await.unwrap();
-    assert_eq!((code, &verdict["decision"]), (Some(3), &Value::from("inconclusive")), "{verdict}");
+    let (code, verdict, _) = run(vec!["--version", "v2", "--min-requests", "1000"])
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, &verdict["decision"]),
+        (Some(3), &Value::from("inconclusive")),
+        "{verdict}"
+    );
+    assert!(
+        verdict["reasons"][0]
+            .as_str()
+            .unwrap()
+            .contains("fewer than the 1000"),
+        "{verdict}"
+    );
+    let (code, verdict, _) = run(vec!["--version", "v9", "--max-error-rate", "1%"])
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, &verdict["decision"]),
+        (Some(3), &Value::from("inconclusive")),
+        "{verdict}"
+    );
     let reason = verdict["reasons"][0].as_str().unwrap();
-    assert!(reason.contains("\"v9\" never answered") && reason.contains("v1, v2"), "{reason}");
+    assert!(
+        reason.contains("\"v9\" never answered") && reason.contains("v1, v2"),
+        "{reason}"
+    );
     // All traffic: 20 of 400 failed, 5 %.
     let (code, verdict, _) = run(vec!["--max-error-rate", "4%"]).await.unwrap();
-    assert_eq!((code, &verdict["requests"], &verdict["failed"]), (Some(1), &Value::from(400), &Value::from(20)), "{verdict}");
+    assert_eq!(
+        (code, &verdict["requests"], &verdict["failed"]),
+        (Some(1), &Value::from(400), &Value::from(20)),
+        "{verdict}"
+    );
 }
 
 #[test]
@@ -301,7 +356,10 @@ fn bad_input_is_refused_with_exit_code_2_and_the_option_named() {
             "'--max-error-rate <PERCENT>': 150% is outside 0% to 100%",
         ),
         (&[url, "--max-p95", "fast"], "'--max-p95 <MAX_P95>'"),
-        (&[url, "--min-requests", "0"], "'--min-requests <MIN_REQUESTS>'"),
+        (
+            &[url, "--min-requests", "0"],
+            "'--min-requests <MIN_REQUESTS>'",
+        ),
         (
             &[url, "--slow-path", "slow?ms=100"],
             "'--slow-path <SLOW_PATH>': must start with / (e.g. /slow?ms=100)",

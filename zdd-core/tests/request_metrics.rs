@@ -56,7 +56,11 @@ async fn requests_are_counted_by_status_class_and_timed_under_the_version() {
     counts.sort();
     assert_eq!(
         counts,
-        [("2xx".to_owned(), 2), ("4xx".to_owned(), 1), ("5xx".to_owned(), 2)]
+        [
+            ("2xx".to_owned(), 2),
+            ("4xx".to_owned(), 1),
+            ("5xx".to_owned(), 2)
+        ]
     );
     assert_eq!(timed, 5);
 }

@@ -66,15 +66,15 @@ mod service;
 #[cfg(feature = "metrics")]
 mod versioned;
 
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use self::versioned::{RecordedFuture, RequestMetrics, RequestMetricsLayer};
 pub use self::{
     body::ResponseBody,
     future::ResponseFuture,
     layer::{LateRequests, ZddLayer},
     service::Zdd,
 };
-#[cfg(feature = "metrics")]
-#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-pub use self::versioned::{RecordedFuture, RequestMetrics, RequestMetricsLayer};
 
 use http::{HeaderValue, Response, StatusCode, Version, header};
 
