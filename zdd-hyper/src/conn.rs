@@ -175,91 +175,106 @@ pub(crate) async fn serve_connection<I, S>(
             // Forcing is waited for only by a connection that did not end when told to
             // close.
             let phase = waiting.get_or_insert_with(|| state.guard.io_fails());
-                let event = {
-                    let cx = &mut side.context();
-                    if matches!(stage, Stage::FirstByte | Stage::FirstRequest)
-                        && first_request.as_mut().poll(cx).is_ready()
-                    {
-                        Event::FirstRequest
-                    } else if stage != Stage::Flushing && Pin::new(&mut *phase).poll(cx).is_ready() {
-                        Event::Phase
-                    } else if stage != Stage::Closing && deadline.as_mut().poll(cx).is_ready() {
-                        Event::Deadline
-                    } else {
-                        return Poll::Pending;
-                    }
-                };
-                // What the others wait for may have changed: poll them all again.
-                side.again();
-                match (event, stage) {
-                    (Event::Phase, _) if forcing && state.guard.protocol() == Some(Protocol::Http2) => {
-                        stage = Stage::Flushing;
-                        deadline.as_mut().reset(Instant::now() + deadlines.flush_at_forcing);
-                    }
-                    (Event::Phase, _) if forcing => {
-                        tracing::debug!(target: "zdd", "closing a connection at forcing");
-                        return Poll::Ready(());
-                    }
-                    (Event::Deadline, Stage::Flushing) => {
-                        tracing::debug!(target: "zdd", "closing an HTTP/2 connection at forcing");
-                        return Poll::Ready(());
-                    }
-                    (Event::FirstRequest, _) => {
-                        stage = Stage::Idle;
-                        deadline.as_mut().reset(Instant::now() + deadlines.idle);
-                        if forcing {
-                            // Draining began before its first request: closed after the answer.
-                            stage = begin_close(&state, deadline.as_mut(), || {
-                                conn.as_mut().graceful_shutdown();
-                            });
-                        } else if state.guard.protocol() == Some(Protocol::Http2) {
-                            *phase = state.guard.graceful_close();
-                        }
-                    }
-                    (Event::Phase, Stage::FirstByte | Stage::FirstRequest) => {
-                        // No request yet: it ends at its deadline, after its first answer, or
-                        // at forcing.
-                        forcing = true;
-                        *phase = state.guard.io_fails();
-                    }
-                    (Event::Phase, _) => {
-                        stage = begin_close(&state, deadline.as_mut(), || {
-                                conn.as_mut().graceful_shutdown();
-                            });
-                        forcing = true;
-                        waiting = None;
-                    }
-                    (Event::Deadline, Stage::Quieting) => {
-                        stage = begin_close(&state, deadline.as_mut(), || {
-                                conn.as_mut().graceful_shutdown();
-                            });
-                    }
-                    (Event::Deadline, Stage::FirstByte)
-                        if state.first_byte_seen() && Instant::now() < first_request_deadline =>
-                    {
-                        stage = Stage::FirstRequest;
-                        deadline.as_mut().reset(first_request_deadline);
-                    }
-                    (Event::Deadline, Stage::FirstByte) if !state.first_byte_seen() => {
-                        tracing::debug!(target: "zdd", timeout_ms = deadlines.first_byte.as_millis() as u64, "closing a connection that sent nothing");
-                        return Poll::Ready(());
-                    }
-                    (Event::Deadline, Stage::FirstByte | Stage::FirstRequest) => {
-                        tracing::debug!(target: "zdd", timeout_ms = deadlines.first_request.as_millis() as u64, "closing a connection whose first request did not arrive in time");
-                        return Poll::Ready(());
-                    }
-                    (Event::Deadline, Stage::Idle) => {
-                        let idle = state.guard.idle_for();
-                        if idle >= deadlines.idle {
-                            tracing::debug!(target: "zdd", idle_ms = idle.as_millis() as u64, "closing an idle connection");
-                            conn.as_mut().graceful_shutdown();
-                            stage = Stage::Closing;
-                        } else {
-                            deadline.as_mut().reset(Instant::now() + (deadlines.idle - idle));
-                        }
-                    }
-                    (Event::Deadline, Stage::Closing) => {}
+            let event = {
+                let cx = &mut side.context();
+                if matches!(stage, Stage::FirstByte | Stage::FirstRequest)
+                    && first_request.as_mut().poll(cx).is_ready()
+                {
+                    Event::FirstRequest
+                } else if stage != Stage::Flushing && Pin::new(&mut *phase).poll(cx).is_ready() {
+                    Event::Phase
+                } else if stage != Stage::Closing && deadline.as_mut().poll(cx).is_ready() {
+                    Event::Deadline
+                } else {
+                    return Poll::Pending;
                 }
+            };
+            // What the others wait for may have changed: poll them all again.
+            side.again();
+            match (event, stage) {
+                (Event::Phase, _) if forcing && state.guard.protocol() == Some(Protocol::Http2) => {
+                    stage = Stage::Flushing;
+                    deadline
+                        .as_mut()
+                        .reset(Instant::now() + deadlines.flush_at_forcing);
+                }
+                (Event::Phase, _) if forcing => {
+                    tracing::debug!(target: "zdd", "closing a connection at forcing");
+                    return Poll::Ready(());
+                }
+                (Event::Deadline, Stage::Flushing) => {
+                    tracing::debug!(target: "zdd", "closing an HTTP/2 connection at forcing");
+                    return Poll::Ready(());
+                }
+                (Event::FirstRequest, _) => {
+                    stage = Stage::Idle;
+                    deadline.as_mut().reset(Instant::now() + deadlines.idle);
+                    if forcing {
+                        // Draining began before its first request: closed after the answer.
+                        stage = begin_close(&state, deadline.as_mut(), || {
+                            conn.as_mut().graceful_shutdown();
+                        });
+                    } else if state.guard.protocol() == Some(Protocol::Http2) {
+                        *phase = state.guard.graceful_close();
+                    }
+                }
+                (Event::Phase, Stage::FirstByte | Stage::FirstRequest) => {
+                    // No request yet: it ends at its deadline, after its first answer, or
+                    // at forcing.
+                    forcing = true;
+                    *phase = state.guard.io_fails();
+                }
+                (Event::Phase, _) => {
+                    stage = begin_close(&state, deadline.as_mut(), || {
+                        conn.as_mut().graceful_shutdown();
+                    });
+                    forcing = true;
+                    waiting = None;
+                }
+                (Event::Deadline, Stage::Quieting) => {
+                    stage = begin_close(&state, deadline.as_mut(), || {
+                        conn.as_mut().graceful_shutdown();
+                    });
+                }
+                (Event::Deadline, Stage::FirstByte)
+                    if state.first_byte_seen() && Instant::now() < first_request_deadline =>
+                {
+                    stage = Stage::FirstRequest;
+                    deadline.as_mut().reset(first_request_deadline);
+                }
+                (Event::Deadline, Stage::FirstByte) if !state.first_byte_seen() => {
+                    let timeout_ms = deadlines.first_byte.as_millis() as u64;
+                    tracing::debug!(
+                        target: "zdd",
+                        timeout_ms,
+                        "closing a connection that sent nothing"
+                    );
+                    return Poll::Ready(());
+                }
+                (Event::Deadline, Stage::FirstByte | Stage::FirstRequest) => {
+                    let timeout_ms = deadlines.first_request.as_millis() as u64;
+                    tracing::debug!(
+                        target: "zdd",
+                        timeout_ms,
+                        "closing a connection whose first request did not arrive in time"
+                    );
+                    return Poll::Ready(());
+                }
+                (Event::Deadline, Stage::Idle) => {
+                    let idle = state.guard.idle_for();
+                    if idle >= deadlines.idle {
+                        let idle_ms = idle.as_millis() as u64;
+                        tracing::debug!(target: "zdd", idle_ms, "closing an idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        stage = Stage::Closing;
+                    } else {
+                        deadline
+                            .as_mut()
+                            .reset(Instant::now() + (deadlines.idle - idle));
+                    }
+                }
+                (Event::Deadline, Stage::Closing) => {}
+            }
         }
     })
     .await;
