@@ -222,10 +222,10 @@ struct Progress {
 /// One version's answers: successes, failures (a 5xx, a failed gRPC status, an answer cut
 /// short), and the latency of every answer.
 #[derive(Debug)]
-pub(crate) struct VersionProgress {
-    pub(crate) ok: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) latencies: Mutex<Histogram<u64>>,
+struct VersionProgress {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    latencies: Mutex<Histogram<u64>>,
 }
 
 impl Default for Progress {
@@ -551,7 +551,12 @@ impl Load {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            summary.add_version(version, answers);
+            summary.add_version(
+                version,
+                answers.ok.load(Ordering::Relaxed),
+                answers.failed.load(Ordering::Relaxed),
+                &answers.latencies.lock().unwrap_or_else(|e| e.into_inner()),
+            );
         }
         summary.elapsed = started.elapsed();
         summary

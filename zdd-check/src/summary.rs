@@ -110,18 +110,22 @@ impl Summary {
         self.unsent_retried += seen.unsent_retried;
     }
 
-    pub(crate) fn add_version(&mut self, version: &str, answers: &crate::load::VersionProgress) {
-        use std::sync::atomic::Ordering;
-        let latencies = answers.latencies.lock().unwrap_or_else(|e| e.into_inner());
+    /// Adds `version`'s answers: `ok` successful, `failed` not, the latencies of all.
+    pub(crate) fn add_version(
+        &mut self,
+        version: &str,
+        ok: u64,
+        failed: u64,
+        latencies: &Histogram<u64>,
+    ) {
         self.by_version.insert(
             version.to_owned(),
             VersionSummary {
-                answered: answers.ok.load(Ordering::Relaxed)
-                    + answers.failed.load(Ordering::Relaxed),
-                failed: answers.failed.load(Ordering::Relaxed),
-                p50: percentile_of(&latencies, 50.0),
-                p95: percentile_of(&latencies, 95.0),
-                p99: percentile_of(&latencies, 99.0),
+                answered: ok + failed,
+                failed,
+                p50: percentile_of(latencies, 50.0),
+                p95: percentile_of(latencies, 95.0),
+                p99: percentile_of(latencies, 99.0),
             },
         );
     }
