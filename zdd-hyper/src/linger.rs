@@ -54,3 +54,69 @@ where
         drop(state);
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use tokio::net::{TcpListener, TcpStream};
+    use zdd_core::{Config, Lifecycle};
+
+    use super::*;
+
+    /// A connected pair: (the server's side, the client's side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (server, client)
+    }
+
+    /// What the client reads to the end: the bytes, or the error that ended the reading.
+    async fn read_to_end(client: &mut TcpStream) -> Result<Vec<u8>, ErrorKind> {
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut got))
+            .await
+            .expect("the server's side ends")
+            .map(|_| got)
+            .map_err(|e| e.kind())
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_closed_with_unread_bytes_ends_with_fin_not_a_reset() {
+        let lifecycle = Lifecycle::new(Config::default());
+        let handle = lifecycle.handle();
+        for http2 in [false, true] {
+            let (mut server, mut client) = pair().await;
+            let guard = handle.track_connection();
+            if http2 {
+                guard.request_begins(http::Version::HTTP_2);
+            }
+            let state = Arc::new(ConnState::new(guard));
+            // The server's last answer, then bytes it has not read (the peer's next
+            // stream, sent before it saw the GOAWAY).
+            server.write_all(b"last answer").await.unwrap();
+            client.write_all(b"a new stream").await.unwrap();
+            server.readable().await.unwrap(); // they are in the server's receive buffer
+            close(server, state);
+            let read = read_to_end(&mut client).await;
+            if http2 {
+                // Shut for sending, then read until the peer closes: every byte arrives.
+                assert_eq!(read.as_deref(), Ok(&b"last answer"[..]));
+                drop(client);
+                tokio::time::timeout(Duration::from_secs(10), async {
+                    while handle.open_connections() > 0 {
+                        tokio::task::yield_now().await;
+                    }
+                })
+                .await
+                .expect("the connection is released once its peer closes");
+            } else {
+                // Closed at once with unread bytes: the kernel resets the connection.
+                assert_eq!(read, Err(ErrorKind::ConnectionReset));
+            }
+        }
+    }
+}
