@@ -1,6 +1,12 @@
 //! `grpc.health.v1.Health` answered from the lifecycle's health state.
 
-use std::{borrow::Cow, collections::HashMap, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    borrow::Cow,
+    collections::{HashMap, HashSet},
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures_core::Stream;
 use tonic::{Request, Response, Status};
@@ -81,6 +87,9 @@ pub struct GrpcHealth {
     handle: LifecycleHandle,
     services: Arc<HashMap<String, Source>>,
     interval: Duration,
+    /// The mapped check names found missing, each logged once (a `Watch` asks every
+    /// interval).
+    missing: Arc<Mutex<HashSet<String>>>,
 }
 
 impl GrpcHealth {
@@ -93,6 +102,7 @@ impl GrpcHealth {
             handle,
             services: Arc::new(services),
             interval: WATCH_INTERVAL,
+            missing: Arc::default(),
         }
     }
 
@@ -148,7 +158,7 @@ impl GrpcHealth {
                         match report.checks().iter().find(|check| check.name() == name) {
                             Some(check) => check.status() != CheckStatus::Fail,
                             None => {
-                                tracing::warn!(target: "zdd", service, check = %name, "gRPC health: no readiness check has this name; answering NOT_SERVING");
+                                self.missing_check(service, name);
                                 false
                             }
                         }
@@ -159,6 +169,25 @@ impl GrpcHealth {
             true => ServingStatus::Serving,
             false => ServingStatus::NotServing,
         })
+    }
+}
+
+impl GrpcHealth {
+    /// Logs, once per name, that a mapped readiness check does not exist.
+    fn missing_check(&self, service: &str, check: &str) {
+        let first = self
+            .missing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(check.to_owned());
+        if first {
+            tracing::warn!(
+                target: "zdd",
+                service,
+                check,
+                "gRPC health: no readiness check has this name; answering NOT_SERVING"
+            );
+        }
     }
 }
 
