@@ -92,9 +92,12 @@ pub(crate) struct Args {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) min_requests: Option<u64>,
     /// No live progress on stderr (a line refreshed every second on a terminal, a line
-    /// every 10 s otherwise).
+    /// every --progress-every otherwise).
     #[arg(long)]
     pub(crate) no_progress: bool,
+    /// How often a progress line is written when stderr is not a terminal (100ms to 1h).
+    #[arg(long, default_value = "10s", value_parser = progress_every)]
+    pub(crate) progress_every: Duration,
 }
 
 impl Args {
@@ -122,6 +125,15 @@ impl Args {
         }
         Some(gate)
     }
+}
+
+/// A progress interval: from 100 ms (a line is not worth less) to an hour.
+fn progress_every(value: &str) -> Result<Duration, String> {
+    let every = duration_at_most(MAX_TIMEOUT)(value)?;
+    if every < Duration::from_millis(100) {
+        return Err(format!("{value} is shorter than 100ms"));
+    }
+    Ok(every)
 }
 
 /// A share written as a percentage, `0%` to `100%` (the `%` may be left out): a fraction

@@ -1,13 +1,10 @@
 //! Live progress while a load runs (a canary stage lasts minutes): on a terminal, a line on
-//! stderr refreshed every second; otherwise a plain line every [`PLAIN_EVERY`].
+//! stderr refreshed every second; otherwise a plain line every `--progress-every` (10 s).
 
 use std::{fmt::Write, io::IsTerminal, time::Duration};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use zdd_check::{Live, Load};
-
-/// How often a plain progress line is written when stderr is not a terminal.
-const PLAIN_EVERY: Duration = Duration::from_secs(10);
 
 /// One progress line: requests, failures by kind, the split by version.
 pub(crate) fn line(live: &Live) -> String {
@@ -37,8 +34,8 @@ pub(crate) fn line(live: &Live) -> String {
     line
 }
 
-/// Shows progress of `load` until `done` completes.
-pub(crate) async fn show(load: &Load, done: impl Future<Output = ()>) {
+/// Shows progress of `load` until `done` completes; `every` is the plain lines' interval.
+pub(crate) async fn show(load: &Load, done: impl Future<Output = ()>, every: Duration) {
     let mut done = std::pin::pin!(done);
     if std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
@@ -59,7 +56,7 @@ pub(crate) async fn show(load: &Load, done: impl Future<Output = ()>) {
         loop {
             tokio::select! {
                 () = &mut done => break,
-                () = tokio::time::sleep(PLAIN_EVERY) => eprintln!("{}", line(&load.live())),
+                () = tokio::time::sleep(every) => eprintln!("{}", line(&load.live())),
             }
         }
     }

@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             stopper.stop();
         });
         if !args.no_progress {
-            live::show(&load, load.until_done()).await;
+            live::show(&load, load.until_done(), args.progress_every).await;
         }
         load.finish().await
     });

@@ -292,6 +292,54 @@ async fn as_a_canary_gate_it_promotes_rolls_back_or_says_it_cannot_tell() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_lines_go_to_stderr_while_it_runs() {
+    let port = canary_server().await;
+    let url = format!("http://127.0.0.1:{port}/");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_zdd-check"))
+            .args([
+                &url,
+                "--duration",
+                "1s",
+                "--progress-every",
+                "200ms",
+                "--json",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(" requests, "))
+        .collect();
+    // Not a terminal: plain lines, one every 200 ms of a 1 s run, with the split by version.
+    assert!((2..=6).contains(&lines.len()), "{stderr}");
+    assert!(
+        lines.iter().all(|l| l.contains("v1 ") && l.contains("v2 ")),
+        "{stderr}"
+    );
+    assert!(lines.last().unwrap().contains("status_5xx"), "{stderr}");
+    // The summary on stdout is untouched.
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(summary["total"].as_u64().unwrap() > 0);
+    let quiet = Command::new(env!("CARGO_BIN_EXE_zdd-check"))
+        .args([
+            &format!("http://127.0.0.1:{port}/"),
+            "--duration",
+            "500ms",
+            "--progress-every",
+            "100ms",
+            "--no-progress",
+        ])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains(" requests, "));
+}
+
 #[test]
 fn bad_input_is_refused_with_exit_code_2_and_the_option_named() {
     let url = "http://127.0.0.1:1/";
