@@ -96,7 +96,7 @@ impl ZddLayer {
     ///
     /// For protocols that report errors in trailers: `zdd-tonic` ends open RPCs with
     /// `grpc-status: 14` (`UNAVAILABLE`), which clients retry elsewhere. Each counted
-    /// request then holds a wait for forcing (one allocation). Default is off: open
+    /// request then holds a wait for forcing (two small allocations). Default is off: open
     /// requests are cut when their connection is closed.
     ///
     /// # Examples
