@@ -265,7 +265,7 @@ async fn the_health_service_answers_on_the_admin_listener_through_the_drain() {
     bounded("draining", handle.reached(Phase::Draining)).await;
     bounded("the public listener closes", async {
         while TcpStream::connect(public_addr).await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::task::yield_now().await;
         }
     })
     .await;
