@@ -23,7 +23,17 @@ use std::{collections::BTreeMap, path::Path};
 
 use axum::{Router, routing::get, serve::ListenerExt};
 
-const SERVERS: [&str; 4] = ["axum", "axum-graceful", "hyper-util", "zdd"];
+/// The servers compared by default, then those run only when asked for by name:
+/// `hyper-util-timeout` is hyper-util with hyper's HTTP/1 header read timeout on (10 s, zdd's
+/// default header timeout): the peer that bounds slow request heads, as zdd does.
+const SERVERS: [&str; 5] = [
+    "axum",
+    "axum-graceful",
+    "hyper-util",
+    "zdd",
+    "hyper-util-timeout",
+];
+const DEFAULT_SERVERS: usize = 4;
 /// `h2load` is h2c too, loaded by h2load (nghttp2) with 10 streams at a time per connection:
 /// asked for by name (`--protocols http1,h2c,h2load`).
 const PROTOCOLS: [&str; 3] = ["http1", "h2c", "h2load"];
@@ -36,9 +46,9 @@ fn main() {
     let rounds: usize = common::arg("--rounds", 5);
     let seconds: u64 = common::arg("--seconds", 5);
     let concurrency: usize = common::arg("--concurrency", 32);
-    let servers = pick("--servers", &SERVERS);
+    let servers = pick("--servers", &SERVERS, DEFAULT_SERVERS);
     let protocols = match common::value("--protocols") {
-        Some(_) => pick("--protocols", &PROTOCOLS),
+        Some(_) => pick("--protocols", &PROTOCOLS, PROTOCOLS.len()),
         None => PROTOCOLS[..2].to_vec(),
     };
     let checker = common::build_checker();
@@ -129,9 +139,11 @@ fn main() {
 
 /// The names after `--name` (comma-separated) that are among `all`, or all of them; plain
 /// axum is always kept, as every ratio is to it.
-fn pick(name: &str, all: &[&'static str]) -> Vec<&'static str> {
+/// The values of `name` (comma-separated, each one of `all`), or the first `default` of
+/// `all`. Plain axum is always included: ratios are taken to it.
+fn pick(name: &str, all: &[&'static str], default: usize) -> Vec<&'static str> {
     let Some(wanted) = common::value(name) else {
-        return all.to_vec();
+        return all[..default].to_vec();
     };
     let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
     if let Some(unknown) = wanted.iter().find(|w| !all.contains(w)) {
@@ -319,6 +331,10 @@ fn server(kind: &str) {
             }
             "hyper-util" => {
                 common::hyper_util_graceful(listener, app(), terminate).await;
+            }
+            "hyper-util-timeout" => {
+                let timeout = Some(std::time::Duration::from_secs(10));
+                common::hyper_util_graceful_with(listener, app(), terminate, timeout).await;
             }
             _ => {
                 let mut lifecycle = zdd::Lifecycle::new(zdd::Config::default());

@@ -51,12 +51,41 @@ where
         + Send
         + 'static,
 {
+    hyper_util_graceful_with(listener, service, terminate, None).await
+}
+
+/// [`hyper_util_graceful`], with hyper's HTTP/1 header read timeout on (its timer armed
+/// while a connection waits for a request head, as zdd's connections are): what a
+/// hyper-util server that bounds slow request heads pays.
+pub(crate) async fn hyper_util_graceful_with<S, B>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    terminate: impl Future<Output = ()>,
+    header_timeout: Option<Duration>,
+) -> Duration
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static,
+{
     use hyper_util::{
         rt::{TokioExecutor, TokioIo},
         server::{conn::auto::Builder, graceful::GracefulShutdown},
         service::TowerToHyperService,
     };
-    let builder = Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new());
+    if let Some(timeout) = header_timeout {
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(timeout);
+    }
     let graceful = GracefulShutdown::new();
     let mut terminate = std::pin::pin!(terminate);
     loop {

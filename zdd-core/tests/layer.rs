@@ -326,6 +326,68 @@ async fn exempt_paths_are_never_counted_nor_rejected() {
     assert_eq!(response.headers()["connection"], "close");
 }
 
+/// The layer tells most paths apart from the exempt and probe paths by their length
+/// alone: a path of the same length is still counted, and paths of any length (past 63
+/// bytes too) are exempt or answered.
+#[tokio::test(start_paused = true)]
+async fn exempt_and_probe_paths_of_any_length_are_told_from_others_of_the_same_length() {
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let long_exempt = format!("/{}", "e".repeat(80));
+    let long_probe = format!("/{}", "r".repeat(70));
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let service = ZddLayer::new(handle.clone())
+        .exempt("/metrics")
+        .exempt(long_exempt.clone())
+        .probes(ProbePaths::default().readiness(long_probe.clone()))
+        .layer(service_fn(move |_req: Request<()>| {
+            let mut release = release_rx.clone();
+            async move {
+                let _ = release.wait_for(|released| *released).await;
+                Ok::<_, Infallible>(ok())
+            }
+        }));
+    tokio::spawn(lifecycle.run());
+    handle.reached(Phase::Serving).await;
+
+    let counted = |path: &str| {
+        let mut call = task::spawn(service.clone().oneshot(request(path, Version::HTTP_11)));
+        let before = handle.in_flight_requests();
+        assert_pending!(call.poll());
+        let counted = handle.in_flight_requests() - before;
+        (call, counted)
+    };
+    let same_length_as = |path: &str, c: char| format!("/{}", c.to_string().repeat(path.len() - 1));
+    let mut held = Vec::new();
+    for (path, expected) in [
+        ("/metrics".to_owned(), 0),
+        (same_length_as("/metrics", 'm'), 1),
+        (long_exempt.clone(), 0),
+        (same_length_as(&long_exempt, 'x'), 1),
+        (same_length_as(&long_probe, 'x'), 1),
+        ("/".to_owned(), 1),
+    ] {
+        let (call, counted) = counted(&path);
+        assert_eq!(counted, expected, "{path}");
+        held.push(call);
+    }
+    let probe = service
+        .clone()
+        .oneshot(request(&long_probe, Version::HTTP_11))
+        .await
+        .unwrap();
+    assert_eq!(
+        probe.status(),
+        StatusCode::OK,
+        "the long readiness path is answered"
+    );
+    release_tx.send(true).unwrap();
+    for mut call in held {
+        assert_ready!(call.poll()).unwrap();
+    }
+    assert_eq!(handle.in_flight_requests(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_layer_answers_probes_in_front_of_the_service() {
     let lifecycle = Lifecycle::new(Config::default());

@@ -4,7 +4,7 @@ use http::HeaderMap;
 use tower_layer::Layer;
 
 use super::Zdd;
-use crate::{LifecycleHandle, ProbePaths};
+use crate::{LifecycleHandle, Probe, ProbePaths};
 
 /// What happens to a request that arrives on a live connection during the drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,11 +31,58 @@ pub(crate) struct Settings {
     pub(crate) late: LateRequests,
     /// What requests still open at forcing end with ([`ZddLayer::end_forced_with`]).
     pub(crate) forced: Option<Arc<HeaderMap>>,
+    /// The lengths of the exempt and probe paths, so that most requests are told apart
+    /// from them with one test ([`Settings::may_be_special`]).
+    special: SpecialLengths,
+}
+
+/// A set of path lengths: bit `n` for a length `n` under 64, one flag for all longer ones.
+#[derive(Debug, Clone, Copy, Default)]
+struct SpecialLengths {
+    short: u64,
+    long: bool,
+}
+
+impl SpecialLengths {
+    fn insert(&mut self, path: &str) {
+        match path.len() {
+            len @ 0..64 => self.short |= 1 << len,
+            _ => self.long = true,
+        }
+    }
+
+    #[inline]
+    fn contains(self, path: &str) -> bool {
+        match path.len() {
+            len @ 0..64 => self.short & (1 << len) != 0,
+            _ => self.long,
+        }
+    }
 }
 
 impl Settings {
     pub(crate) fn is_exempt(&self, path: &str) -> bool {
         self.exempt.iter().any(|exempt| exempt == path)
+    }
+
+    /// Whether `path` may be exempt or a probe: `false` is certain, `true` must be checked
+    /// against the paths themselves.
+    #[inline]
+    pub(crate) fn may_be_special(&self, path: &str) -> bool {
+        self.special.contains(path)
+    }
+
+    fn index_special_paths(&mut self) {
+        let mut special = SpecialLengths::default();
+        for path in &self.exempt {
+            special.insert(path);
+        }
+        if let Some(probes) = &self.probes {
+            for probe in [Probe::Liveness, Probe::Readiness, Probe::Startup] {
+                special.insert(probes.path(probe));
+            }
+        }
+        self.special = special;
     }
 }
 
@@ -57,12 +104,15 @@ impl ZddLayer {
                 verbose: false,
                 late: LateRequests::default(),
                 forced: None,
+                special: SpecialLengths::default(),
             }),
         }
     }
 
     fn update(mut self, f: impl FnOnce(&mut Settings)) -> Self {
-        f(Arc::make_mut(&mut self.settings));
+        let settings = Arc::make_mut(&mut self.settings);
+        f(settings);
+        settings.index_special_paths();
         self
     }
 

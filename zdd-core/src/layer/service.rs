@@ -101,16 +101,50 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if self.settings.may_be_special(request.uri().path()) {
+            return self.call_special(request);
+        }
+        self.call_counted(request)
+    }
+}
+
+impl<S> Zdd<S> {
+    /// A request that is neither a probe nor exempt: counted, or rejected late.
+    #[inline(always)]
+    fn call_counted<ReqBody>(&mut self, request: Request<ReqBody>) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>>,
+    {
         let settings = &*self.settings;
-        let http1 = is_http1(request.version());
-        // On a connection, the connection is told when each HTTP/1 request is over: by the
-        // request's guard, or for an answer of the layer's own by a marker in its body.
-        let ends = |request: &Request<ReqBody>| {
-            self.connection
-                .as_ref()
-                .and_then(|connection| RequestEnd::of(connection, request.version()))
+        if let LateRequests::Reject { retry_after } = settings.late
+            && settings.handle.phase() >= Phase::Draining
+        {
+            return self.reject(&request, retry_after);
+        }
+        let guard = match &self.connection {
+            Some(connection) => RequestGuard::on_connection(connection, &request, true),
+            None => settings
+                .handle
+                .track_http_request(request.method(), request.uri().path()),
         };
+        let forced = settings.forced.as_ref().map(|headers| {
+            Forced::new(settings.handle.reached(Phase::Forcing), Arc::clone(headers))
+        });
+        let http1 = is_http1(request.version());
+        ResponseFuture::served(self.inner.call(request), guard, http1, forced)
+    }
+
+    /// A request whose path has the length of a probe's or an exempt path: answered by the
+    /// layer, served uncounted, or counted after all. Kept out of line, so the common call
+    /// stays small.
+    #[inline(never)]
+    fn call_special<ReqBody>(&mut self, request: Request<ReqBody>) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        let settings = &*self.settings;
         let path = request.uri().path();
+        let http1 = is_http1(request.version());
         if let Some(probe) = settings
             .probes
             .as_ref()
@@ -121,7 +155,7 @@ where
                 probe,
                 settings.verbose,
                 http1,
-                ends(&request),
+                self.request_end(&request),
             );
         }
         if settings.is_exempt(path) {
@@ -131,24 +165,36 @@ where
             };
             return ResponseFuture::served(self.inner.call(request), guard, http1, None);
         }
-        if let LateRequests::Reject { retry_after } = settings.late
-            && settings.handle.phase() >= Phase::Draining
-        {
-            settings.handle.record_rejected();
-            debug!(
-                method = request.method().as_str(),
-                path, "late request rejected"
-            );
-            return ResponseFuture::rejected(retry_after, http1, ends(&request));
-        }
-        let guard = match &self.connection {
-            Some(connection) => RequestGuard::on_connection(connection, &request, true),
-            None => settings.handle.track_http_request(request.method(), path),
-        };
-        let forced = settings.forced.as_ref().map(|headers| {
-            Forced::new(settings.handle.reached(Phase::Forcing), Arc::clone(headers))
-        });
-        ResponseFuture::served(self.inner.call(request), guard, http1, forced)
+        self.call_counted(request)
+    }
+
+    /// A request that came during the drain, answered 503 ([`LateRequests::Reject`]).
+    #[cold]
+    #[inline(never)]
+    fn reject<ReqBody, F>(
+        &self,
+        request: &Request<ReqBody>,
+        retry_after: std::time::Duration,
+    ) -> ResponseFuture<F> {
+        self.settings.handle.record_rejected();
+        debug!(
+            method = request.method().as_str(),
+            path = request.uri().path(),
+            "late request rejected"
+        );
+        ResponseFuture::rejected(
+            retry_after,
+            is_http1(request.version()),
+            self.request_end(request),
+        )
+    }
+
+    /// On a connection, the connection is told when each HTTP/1 request is over: by the
+    /// request's guard, or for an answer of the layer's own by a marker in its body.
+    fn request_end<ReqBody>(&self, request: &Request<ReqBody>) -> Option<RequestEnd> {
+        self.connection
+            .as_ref()
+            .and_then(|connection| RequestEnd::of(connection, request.version()))
     }
 }
 
