@@ -240,26 +240,7 @@ fn measure(kind: &str, connections: usize, slow: bool) -> Measured {
     // Profiles the drain alone: from just before the signal until the server exits.
     let perf = common::value("--perf")
         .filter(|_| slow.is_none())
-        .map(|dir| {
-            let out = format!("{dir}/{kind}.{connections}.data");
-            let perf = std::process::Command::new("perf")
-                .args([
-                    "record",
-                    "-g",
-                    "-F",
-                    "20000",
-                    "-p",
-                    &pid.to_string(),
-                    "-o",
-                    &out,
-                ])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("perf runs (apt-get install linux-perf)");
-            std::thread::sleep(Duration::from_millis(300)); // until perf is attached
-            perf
-        });
+        .map(|dir| common::perf_record(pid, &format!("{dir}/{kind}.{connections}.data")));
     server.terminate();
     let result = server.result();
     if let Some(slow) = slow {

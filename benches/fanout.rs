@@ -17,6 +17,9 @@
 //! status quo: the handler that cancels the token):
 //! - `first ended` and `all ended`: until the first and the last stream sent its end;
 //! - `closed`: until the serve call returned (every connection closed).
+//!
+//! `--perf DIR` records each server from just before the signal until it exits with
+//! `perf record -g`, into `DIR/<server>.<round>.data`, for `perf report`.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each driver uses a part of it
@@ -68,7 +71,7 @@ fn main() {
             order.reverse();
         }
         for kind in order {
-            let measured = measure(kind, streams);
+            let measured = measure(kind, streams, round);
             let [first, ended, closed] = measured;
             println!(
                 "round {round} {kind:<10} first ended {first:>8.2} ms  all ended {ended:>8.2} ms  closed {closed:>8.2} ms"
@@ -107,7 +110,7 @@ fn main() {
 
 /// One server run with `streams` open streams: ms until the first stream ended, until the
 /// last did, and until the server returned.
-fn measure(kind: &str, streams: usize) -> [f64; 3] {
+fn measure(kind: &str, streams: usize, round: usize) -> [f64; 3] {
     let mut server = common::ServerProcess::start(kind);
     let port = server.port;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -146,6 +149,8 @@ fn measure(kind: &str, streams: usize) -> [f64; 3] {
         let opened = tokio::time::timeout(Duration::from_secs(60), opened.acquire_many(all));
         let _opened = opened.await.expect("every stream opened within 60 s");
     });
+    let perf = common::value("--perf")
+        .map(|dir| common::perf_record(server.child.id(), &format!("{dir}/{kind}.{round}.data")));
     server.terminate();
     let result = server.result();
     runtime.block_on(async {
@@ -159,6 +164,9 @@ fn measure(kind: &str, streams: usize) -> [f64; 3] {
     });
     let status = server.child.wait().unwrap();
     assert!(status.success(), "{kind} server exited with {status}");
+    if let Some(mut perf) = perf {
+        let _ = perf.wait();
+    }
     ["first_s", "streams_s", "closed_s"].map(|name| common::field(&result, name) * 1e3)
 }
 

@@ -118,6 +118,28 @@ pub(crate) async fn connect_from(i: usize, port: u16) -> tokio::net::TcpStream {
         .unwrap()
 }
 
+/// Starts `perf record -g` on process `pid` into `out`, and waits until it is attached
+/// (drivers' `--perf DIR`). Wait for the returned child after the process exited.
+pub(crate) fn perf_record(pid: u32, out: &str) -> Child {
+    let perf = std::process::Command::new("perf")
+        .args([
+            "record",
+            "-g",
+            "-F",
+            "20000",
+            "-p",
+            &pid.to_string(),
+            "-o",
+            out,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("perf runs (apt-get install linux-perf)");
+    std::thread::sleep(Duration::from_millis(300)); // until perf is attached
+    perf
+}
+
 /// A server child process: this benchmark binary run with `--server <kind>`, which prints
 /// `port N` first (see [`server_main`]) and then whatever the driver reads from [`Self::lines`].
 pub(crate) struct ServerProcess {

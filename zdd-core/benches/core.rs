@@ -1,7 +1,11 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 //! Micro benchmarks: request guard acquire + release (alone and with the other core
 //! contending), one request through `ZddLayer` against the same service without it, and
-//! the floor under both: what one pair of atomic read-modify-writes costs on this machine.
+//! the floors under both: what one pair of atomic read-modify-writes costs on this machine,
+//! and `one_request/counting_floor`, the least a layer that counts each request until its
+//! response body ends can do (a reference to a shared count, an increment, a decrement,
+//! and a guard carried by the response future and body), with none of zdd's naming, phase
+//! or path checks.
 //!
 //! Run with `cargo bench -p zdd-core --features tower --bench core`; with `metrics` too, it
 //! also measures `RequestMetricsLayer` (`one_request/request_metrics`).
@@ -10,7 +14,7 @@ use std::{
     convert::Infallible,
     future::Future,
     hint::black_box,
-    pin::pin,
+    pin::{Pin, pin},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -103,6 +107,10 @@ fn layer(c: &mut Criterion) {
     group.bench_function("zdd_layer_on_connection", |b| {
         b.iter(|| drop(black_box(one_request(&mut on_connection, &uri))))
     });
+    let mut floor = CountingLayer::default().layer(handler());
+    group.bench_function("counting_floor", |b| {
+        b.iter(|| drop(black_box(one_request(&mut floor, &uri))))
+    });
     // The opt-in per-version metrics, recording into Prometheus' exporter.
     #[cfg(feature = "metrics")]
     {
@@ -116,6 +124,90 @@ fn layer(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// The floor of a request-counting layer: each request holds a reference to one shared
+/// count, incremented at the call and decremented when its response body ends or is
+/// dropped. No phase, no names, no probe or exempt paths, no waking of a waiter.
+#[derive(Clone, Default)]
+struct CountingLayer(Arc<AtomicUsize>);
+
+/// Counts one request while alive.
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+#[derive(Clone)]
+struct CountingService<S> {
+    count: Arc<AtomicUsize>,
+    inner: S,
+}
+
+impl<S> Layer<S> for CountingLayer {
+    type Service = CountingService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CountingService {
+            count: Arc::clone(&self.0),
+            inner,
+        }
+    }
+}
+
+impl<S, B> Service<Request<()>> for CountingService<S>
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    type Response = Response<CountedBody<B>>;
+    type Error = Infallible;
+    type Future = CountedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<()>) -> Self::Future {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let counted = Counted(Arc::clone(&self.count));
+        CountedFuture {
+            future: self.inner.call(request),
+            counted: Some(counted),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct CountedFuture<F> {
+        #[pin]
+        future: F,
+        counted: Option<Counted>,
+    }
+}
+
+impl<F: Future<Output = Result<Response<B>, Infallible>>, B> Future for CountedFuture<F> {
+    type Output = Result<Response<CountedBody<B>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = match this.future.poll(cx) {
+            Poll::Ready(Ok(response)) => response,
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => return Poll::Pending,
+        };
+        let counted = this.counted.take();
+        Poll::Ready(Ok(response.map(|body| CountedBody { body, counted })))
+    }
+}
+
+/// The response body, holding the count until it is dropped (the benchmark drops it).
+struct CountedBody<B> {
+    #[allow(dead_code)] // carried, as a real body would be
+    body: B,
+    #[allow(dead_code)] // released when dropped
+    counted: Option<Counted>,
 }
 
 /// A guard is two pairs of atomic read-modify-writes (the lifecycle's reference count and

@@ -11,8 +11,8 @@
 
 #[cfg(not(zdd_loom))]
 pub(crate) mod sync {
-    pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};
-    pub(crate) use tokio::sync::{Notify, watch};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    pub(crate) use tokio::sync::{Notify, futures::OwnedNotified, watch};
 }
 
 #[cfg(zdd_loom)]
@@ -24,7 +24,7 @@ pub(crate) mod sync {
     };
 
     use loom::sync::Mutex;
-    pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// A model of tokio's `Notify` as the counter uses it: `notify_waiters` wakes every
     /// `Notified` that was enabled (or first polled) before it, and none created after;
@@ -57,6 +57,30 @@ pub(crate) mod sync {
             }
         }
 
+        /// As tokio's: a wait that owns its `Notify`.
+        pub(crate) fn notified_owned(self: std::sync::Arc<Self>) -> OwnedNotified {
+            OwnedNotified {
+                notify: self,
+                generation: None,
+            }
+        }
+
+        /// The generation a wait enabled now waits to see pass.
+        fn generation(&self) -> u64 {
+            self.state.lock().unwrap().generation
+        }
+
+        /// Whether `generation` has passed; registers `cx`'s waker if not.
+        fn poll_generation(&self, generation: &mut Option<u64>, cx: &Context<'_>) -> Poll<()> {
+            let mut state = self.state.lock().unwrap();
+            let generation = *generation.get_or_insert(state.generation);
+            if state.generation != generation {
+                return Poll::Ready(());
+            }
+            state.waiters.push(cx.waker().clone());
+            Poll::Pending
+        }
+
         pub(crate) fn notify_waiters(&self) {
             let waiters = {
                 let mut state = self.state.lock().unwrap();
@@ -80,7 +104,7 @@ pub(crate) mod sync {
         pub(crate) fn enable(self: Pin<&mut Self>) {
             let this = self.get_mut();
             if this.generation.is_none() {
-                this.generation = Some(this.notify.state.lock().unwrap().generation);
+                this.generation = Some(this.notify.generation());
             }
         }
     }
@@ -90,13 +114,33 @@ pub(crate) mod sync {
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
             let this = self.get_mut();
-            let mut state = this.notify.state.lock().unwrap();
-            let generation = *this.generation.get_or_insert(state.generation);
-            if state.generation != generation {
-                return Poll::Ready(());
+            this.notify.poll_generation(&mut this.generation, cx)
+        }
+    }
+
+    /// [`Notified`] owning its `Notify`, as tokio's `OwnedNotified`.
+    #[derive(Debug)]
+    pub(crate) struct OwnedNotified {
+        notify: std::sync::Arc<Notify>,
+        generation: Option<u64>,
+    }
+
+    impl OwnedNotified {
+        pub(crate) fn enable(self: Pin<&mut Self>) -> bool {
+            let this = self.get_mut();
+            if this.generation.is_none() {
+                this.generation = Some(this.notify.generation());
             }
-            state.waiters.push(cx.waker().clone());
-            Poll::Pending
+            false
+        }
+    }
+
+    impl Future for OwnedNotified {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            let this = self.get_mut();
+            this.notify.poll_generation(&mut this.generation, cx)
         }
     }
 

@@ -324,3 +324,30 @@ async fn a_phase_future_first_polled_out_of_budget_is_still_woken_by_its_phase()
     let ready = reached.as_mut().poll(&mut Context::from_waker(&waker));
     assert!(ready.is_ready());
 }
+
+/// A phase future outlives its lifecycle: when the last handle goes, no phase will come, and
+/// a future waiting for one is woken and completes (a task awaiting the drain of a lifecycle
+/// that was dropped does not hang). A future made after that completes at once.
+#[test]
+fn a_phase_future_completes_when_its_lifecycle_is_dropped() {
+    let lifecycle = Lifecycle::new(Config::default());
+    let mut draining = Box::pin(lifecycle.handle().reached(Phase::Draining));
+    let (counting, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(draining.as_mut().poll(&mut cx).is_pending());
+    let handle = lifecycle.handle();
+    let late = handle.reached(Phase::Forcing);
+    drop(lifecycle);
+    assert!(
+        draining.as_mut().poll(&mut cx).is_pending(),
+        "a handle is left"
+    );
+    drop(handle);
+    assert_eq!(
+        counting.0.load(Ordering::SeqCst),
+        1,
+        "woken once, by the drop"
+    );
+    assert!(draining.as_mut().poll(&mut cx).is_ready());
+    assert!(pin!(late).poll(&mut cx).is_ready());
+}

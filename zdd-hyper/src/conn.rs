@@ -34,6 +34,10 @@ pub(crate) struct Deadlines {
     /// How long an HTTP/2 connection is still served at forcing, for the answers that end
     /// open streams then (`ZddLayer::end_forced_with`) to reach the client.
     pub(crate) flush_at_forcing: Duration,
+    /// Whether the force wait is long enough (twice [`QUIET_BEFORE_CLOSE`]) for a
+    /// connection in its quiet time to notice forcing only at the end of it, without a wait
+    /// for forcing of its own.
+    pub(crate) quiet_within_force_wait: bool,
 }
 
 impl From<&zdd_core::Config> for Deadlines {
@@ -45,6 +49,7 @@ impl From<&zdd_core::Config> for Deadlines {
             header: config.header_timeout(),
             idle: config.idle_timeout(),
             flush_at_forcing: FLUSH_AT_FORCING.min(config.force_wait() / 2),
+            quiet_within_force_wait: config.force_wait() / 2 >= QUIET_BEFORE_CLOSE,
         }
     }
 }
@@ -159,11 +164,17 @@ pub(crate) async fn serve_connection<I, S>(
     let mut side = SideWaker::new();
 
     std::future::poll_fn(|cx| {
+        // Whether to poll the connection at the top of the loop: at every wake-up, and not
+        // again right after an event that changed nothing of it (a deadline moved, a phase
+        // waited for).
+        let mut poll_conn = true;
         loop {
             // The connection first: bytes that arrived are read before any decision to
             // close. (Deciding first could close a connection whose next request had
             // arrived but was not read yet: the quiet time would see no request.)
-            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            if std::mem::replace(&mut poll_conn, true)
+                && let Poll::Ready(result) = conn.as_mut().poll(cx)
+            {
                 if let Err(error) = result {
                     tracing::debug!(target: "zdd", error = %error, "connection ended");
                 }
@@ -173,15 +184,24 @@ pub(crate) async fn serve_connection<I, S>(
                 return Poll::Pending;
             }
             // Forcing is waited for only by a connection that did not end when told to
-            // close.
-            let phase = waiting.get_or_insert_with(|| state.guard.io_fails());
+            // close; not in its quiet time, which ends within half the force wait (the
+            // connection then closes, or waits for forcing if a request came).
+            let quiet =
+                stage == Stage::Quieting && waiting.is_none() && deadlines.quiet_within_force_wait;
+            let phase = match quiet {
+                true => None,
+                false => Some(waiting.get_or_insert_with(|| state.guard.io_fails())),
+            };
             let event = {
                 let cx = &mut side.context();
                 if matches!(stage, Stage::FirstByte | Stage::FirstRequest)
                     && first_request.as_mut().poll(cx).is_ready()
                 {
                     Event::FirstRequest
-                } else if stage != Stage::Flushing && Pin::new(&mut *phase).poll(cx).is_ready() {
+                } else if stage != Stage::Flushing
+                    && let Some(phase) = phase
+                    && Pin::new(phase).poll(cx).is_ready()
+                {
                     Event::Phase
                 } else if stage != Stage::Closing && deadline.as_mut().poll(cx).is_ready() {
                     Event::Deadline
@@ -189,6 +209,7 @@ pub(crate) async fn serve_connection<I, S>(
                     return Poll::Pending;
                 }
             };
+            let before = stage;
             // What the others wait for may have changed: poll them all again.
             side.again();
             match (event, stage) {
@@ -215,14 +236,14 @@ pub(crate) async fn serve_connection<I, S>(
                             conn.as_mut().graceful_shutdown();
                         });
                     } else if state.guard.protocol() == Some(Protocol::Http2) {
-                        *phase = state.guard.graceful_close();
+                        waiting = Some(state.guard.graceful_close());
                     }
                 }
                 (Event::Phase, Stage::FirstByte | Stage::FirstRequest) => {
                     // No request yet: it ends at its deadline, after its first answer, or
                     // at forcing.
                     forcing = true;
-                    *phase = state.guard.io_fails();
+                    waiting = Some(state.guard.io_fails());
                 }
                 (Event::Phase, _) => {
                     stage = begin_close(&state, deadline.as_mut(), || {
@@ -275,6 +296,8 @@ pub(crate) async fn serve_connection<I, S>(
                 }
                 (Event::Deadline, Stage::Closing) => {}
             }
+            // Told to shut down gracefully: polled at once to go on with it.
+            poll_conn = stage == Stage::Closing && before != Stage::Closing;
         }
     })
     .await;

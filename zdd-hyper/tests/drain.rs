@@ -177,6 +177,33 @@ async fn the_quiet_time_before_the_drain_closes_a_connection_counts_from_its_las
 }
 
 #[tokio::test]
+async fn a_connection_in_its_quiet_time_at_forcing_closes_within_the_force_wait() {
+    // A connection that answered a moment ago waits out its quiet time before the drain
+    // closes it. Forcing then must not leave it open: with a force wait of at least twice
+    // the quiet time it closes at the end of it (no wait for forcing of its own); with a
+    // shorter one it waits for forcing and closes at once.
+    for force_wait in [Duration::from_secs(1), Duration::from_millis(20)] {
+        let config = zdd_core::Config::builder()
+            .propagation_delay(Duration::ZERO)
+            .drain_timeout(Duration::from_secs(5))
+            .force_wait(force_wait)
+            .cleanup_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let server = start(config).await;
+        let mut client = RawClient::connect(server.addr).await;
+        client.get("/").await.unwrap();
+        server.handle.shutdown();
+        server.handle.draining().await;
+        server.handle.force();
+        client.closed().await.unwrap();
+        let report = server.report().await;
+        assert_eq!(report.left_open(), 0, "force wait {force_wait:?}: {report}");
+        assert_eq!(report.forced(), Some(ForceReason::Requested), "{report}");
+    }
+}
+
+#[tokio::test]
 async fn a_connection_that_never_sends_a_byte_does_not_hold_the_drain() {
     let server = start_with(config(0, 20_000), |serve| {
         serve.first_byte_timeout(Duration::from_millis(300))

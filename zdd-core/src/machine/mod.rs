@@ -2,15 +2,15 @@
 //! wake each waiter once, for its own phase.
 //!
 //! Everything else reads the phase: guards and connections with one atomic load
-//! ([`Machine::phase`]), waiters through a [`PhaseReached`] that owns a receiver of its
-//! phase's milestone. Only [`Machine::advance`] writes it, and it reports what changed as a
+//! ([`Machine::phase`]), waiters through a [`PhaseReached`] that waits on its phase's
+//! milestone. Only [`Machine::advance`] writes it, and it reports what changed as a
 //! [`Transition`] for the caller to log and count; the machine itself observes nothing.
 
 mod reached;
 
 use std::{
     sync::{
-        Mutex, OnceLock,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU8, Ordering},
     },
     time::Duration,
@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use crate::loom::sync::watch;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+use self::reached::Milestone;
 pub use self::reached::PhaseReached;
 use crate::{Phase, Trigger};
 
@@ -40,7 +41,8 @@ pub(crate) struct Transition {
 ///
 /// Phases only move forward. `phase_now` is written inside the watch channel's write lock,
 /// before the channel's and the milestones' waiters are woken, so a waiter that wakes reads
-/// a phase at least as late as the one it waited for.
+/// a phase at least as late as the one it waited for. Dropping the machine reaches every
+/// milestone: no phase will come, and no [`PhaseReached`] waits forever.
 pub(crate) struct Machine {
     /// The phase, for watchers. Every waiter holds its own receiver, and tokio shards a watch
     /// channel's waiters, so waking thousands of connections does not contend on one lock.
@@ -50,9 +52,11 @@ pub(crate) struct Machine {
     /// write, and it must not share a line with the counts every request writes.
     phase_now: CachePadded<AtomicU8>,
     /// One flag per phase, set once when it is reached. A task waiting for one phase
-    /// subscribes to its flag only, so it is woken once, for that phase, instead of at every
-    /// transition (ten thousand idle connections waiting for the drain are not woken when
-    /// the service turns unready).
+    /// ([`PhaseReached`]) waits on its flag only, so it is woken once, for that phase,
+    /// instead of at every transition (ten thousand idle connections waiting for the drain
+    /// are not woken when the service turns unready).
+    reached: [Arc<Milestone>; 7],
+    /// The same flags as watch channels, for [`Machine::milestone`]'s receivers.
     milestones: [watch::Sender<bool>; 7],
     /// When each phase was entered; only touched on transitions.
     entered: Mutex<[Option<Instant>; 7]>,
@@ -68,6 +72,7 @@ impl Machine {
         Self {
             phase_tx: watch::Sender::new(Phase::Starting),
             phase_now: CachePadded::new(AtomicU8::new(Phase::Starting as u8)),
+            reached: std::array::from_fn(|i| Milestone::new(i == 0)),
             milestones: std::array::from_fn(|i| watch::Sender::new(i == 0)),
             entered: Mutex::new(entered),
             trigger: OnceLock::new(),
@@ -95,7 +100,7 @@ impl Machine {
 
     /// Completes once `phase` (or a later one) is reached.
     pub(crate) fn reached(&self, phase: Phase) -> PhaseReached {
-        PhaseReached::new(self.milestone(phase), phase)
+        PhaseReached::new(Arc::clone(&self.reached[phase.index()]), phase)
     }
 
     /// Moves to `to` if it is later than the current phase; the transition made, if any.
@@ -112,6 +117,9 @@ impl Machine {
         });
         if !moved {
             return None;
+        }
+        for milestone in &self.reached[from.index() + 1..=to.index()] {
+            milestone.reach();
         }
         for milestone in &self.milestones[from.index() + 1..=to.index()] {
             milestone.send_replace(true);
@@ -156,6 +164,15 @@ impl Machine {
     /// When each phase was entered.
     pub(crate) fn entered_at(&self) -> [Option<Instant>; 7] {
         *self.entered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Machine {
+    /// The lifecycle is gone: no phase will come, and every wait for one completes.
+    fn drop(&mut self) {
+        for milestone in &self.reached {
+            milestone.reach();
+        }
     }
 }
 

@@ -2,27 +2,62 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll, Waker},
 };
 
-use crate::loom::sync::watch;
+use crate::{
+    Phase,
+    loom::sync::{AtomicBool, Notify, Ordering, OwnedNotified},
+};
 
-use crate::Phase;
+/// One phase's milestone: a flag set once, when the phase is reached (or the machine is
+/// gone), and the waiters it then wakes.
+///
+/// # Why no wake-up is lost
+///
+/// [`Milestone::reach`] sets the flag, then wakes every waiter registered with `notify`. A
+/// waiter registers (enables its wait, which takes `notify`'s lock), then reads the flag.
+/// If the waker's lock came first, the flag it set before is visible to the waiter after
+/// its own lock; if the waiter's came first, it is among those woken.
+pub(crate) struct Milestone {
+    reached: AtomicBool,
+    notify: Arc<Notify>,
+}
+
+impl Milestone {
+    pub(crate) fn new(reached: bool) -> Arc<Self> {
+        Arc::new(Self {
+            reached: AtomicBool::new(reached),
+            notify: Arc::new(Notify::default()),
+        })
+    }
+
+    /// Whether the phase was reached (or the machine is gone). One atomic load.
+    #[inline]
+    pub(crate) fn is_reached(&self) -> bool {
+        self.reached.load(Ordering::Acquire)
+    }
+
+    /// Sets the flag and wakes the waiters, the first time only.
+    pub(crate) fn reach(&self) {
+        if !self.reached.swap(true, Ordering::AcqRel) {
+            self.notify.notify_waiters();
+        }
+    }
+}
 
 /// Completes once the lifecycle has reached a phase (or gone past it).
 ///
 /// Returned by [`LifecycleHandle::reached`](crate::LifecycleHandle::reached),
 /// [`draining`](crate::LifecycleHandle::draining) and
-/// [`shutdown_requested`](crate::LifecycleHandle::shutdown_requested). Each one owns a
-/// receiver of a channel that changes only when its phase is reached, so thousands of them
-/// can wait at once without sharing a waiter, and none is woken by the phases before. It
-/// also completes if the lifecycle is dropped.
+/// [`shutdown_requested`](crate::LifecycleHandle::shutdown_requested). Each one waits on its
+/// phase's own milestone, so thousands of them can wait at once and none is woken by the
+/// phases before. It also completes if the lifecycle is dropped.
 ///
-/// Polling it again while its phase has not come is one atomic load: a connection's task
-/// that holds one is polled at every request, and waiting on the channel's shared waiter
-/// list each time would put all connections behind one lock. That check is sound only
-/// because the wait registers with the channel whenever it returns `Pending`, so it is
-/// exempt from tokio's cooperative budget (which would make it yield without registering).
+/// Polling it again while its phase has not come, with the waker it registered last, is
+/// one atomic load: a connection's task or a stream that holds one is polled often, and
+/// asking the milestone's waiter list each time would put all of them behind its lock.
 ///
 /// # Cancel safety
 ///
@@ -30,31 +65,19 @@ use crate::Phase;
 #[must_use = "futures do nothing unless polled"]
 pub struct PhaseReached {
     target: Phase,
-    inner: Pin<Box<dyn Future<Output = ()> + Send>>,
-    /// A second receiver of the milestone, to see without a lock whether it changed.
-    seen: watch::Receiver<bool>,
-    /// The waker `inner` registered when it last returned `Pending`.
+    milestone: Arc<Milestone>,
+    /// The registered wait, made at the first poll that finds the phase not reached yet.
+    wait: Option<Pin<Box<OwnedNotified>>>,
+    /// The waker `wait` was last polled with while it was pending.
     registered: Option<Waker>,
 }
 
 impl PhaseReached {
-    pub(crate) fn new(mut milestone: watch::Receiver<bool>, target: Phase) -> Self {
-        let seen = milestone.clone();
-        let wait = async move {
-            // An error means the lifecycle is gone, which is as far as phases go.
-            let _ = milestone.wait_for(|reached| *reached).await;
-        };
-        // Out of tokio's cooperative budget, the channel yields (`Pending` and an
-        // immediate wake-up) without registering a waiter, and the lock-free check in
-        // `poll` would then never poll it again: the phase's wake-up would be lost. Waiting
-        // on a milestone is no work worth bounding, so it runs outside the budget.
-        #[cfg(not(zdd_loom))]
-        let wait = tokio::task::coop::unconstrained(wait);
-        let inner = Box::pin(wait);
+    pub(crate) fn new(milestone: Arc<Milestone>, target: Phase) -> Self {
         Self {
             target,
-            inner,
-            seen,
+            milestone,
+            wait: None,
             registered: None,
         }
     }
@@ -63,23 +86,36 @@ impl PhaseReached {
 impl Future for PhaseReached {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // `inner` waits with the same waker and the milestone did not change since it was
-        // created: a change wakes that waker, and polling `inner` again would only take the
-        // channel's lock to store the waker it has. (A milestone changes once, to true, or
-        // closes; either wakes the waiter and shows in `has_changed`.)
-        if self
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.milestone.is_reached() {
+            return Poll::Ready(());
+        }
+        // Registered with this waker and not reached: the milestone's `reach` wakes it.
+        if this
             .registered
             .as_ref()
             .is_some_and(|waker| waker.will_wake(cx.waker()))
-            && matches!(self.seen.has_changed(), Ok(false))
         {
             return Poll::Pending;
         }
-        match self.inner.as_mut().poll(cx) {
+        let wait = match &mut this.wait {
+            Some(wait) => wait,
+            None => {
+                let mut wait = Box::pin(Arc::clone(&this.milestone.notify).notified_owned());
+                // Registered before the flag is read again: a `reach` in between wakes it.
+                wait.as_mut().enable();
+                if this.milestone.is_reached() {
+                    return Poll::Ready(());
+                }
+                this.wait.insert(wait)
+            }
+        };
+        match wait.as_mut().poll(cx) {
+            // Only `reach` notifies, after setting the flag.
             Poll::Ready(()) => Poll::Ready(()),
             Poll::Pending => {
-                self.registered = Some(cx.waker().clone());
+                this.registered = Some(cx.waker().clone());
                 Poll::Pending
             }
         }
@@ -90,6 +126,7 @@ impl fmt::Debug for PhaseReached {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PhaseReached")
             .field("target", &self.target)
+            .field("reached", &self.milestone.is_reached())
             .finish_non_exhaustive()
     }
 }

@@ -78,6 +78,26 @@ fn loom_a_phase_future_polled_again_is_woken_when_its_phase_comes() {
     });
 }
 
+/// Polled once at each wake-up, as a task polls a future it awaits: its first poll must
+/// register before it reads the phase for the last time, or a transition landing between
+/// the two is lost (nothing would poll it again).
+#[test]
+fn loom_a_phase_future_polled_once_per_wake_up_is_woken_when_its_phase_comes() {
+    loom::model(|| {
+        let machine = Arc::new(Machine::new());
+        let draining = machine.reached(Phase::Draining);
+        let advancer = {
+            let machine = Arc::clone(&machine);
+            thread::spawn(move || {
+                machine.advance(Phase::Draining);
+            })
+        };
+        block_on(draining);
+        assert!(machine.phase() >= Phase::Draining);
+        advancer.join().unwrap();
+    });
+}
+
 #[test]
 fn loom_an_earlier_phase_does_not_complete_a_later_one() {
     loom::model(|| {
