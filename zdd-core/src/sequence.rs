@@ -31,10 +31,14 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
 
     // Unready: keep serving while load balancers notice the failing readiness probe.
     let trigger = machine.recorded_trigger().unwrap_or(Trigger::Programmatic);
+    let propagation = config.propagation_delay_after(trigger);
     let mut force = match machine.is_force_requested() {
         true => Some(ForceReason::Requested),
+        // No delay: draining starts now, not at the timer's next tick (up to a millisecond
+        // later: tokio's timers round deadlines up to whole milliseconds).
+        false if propagation.is_zero() => None,
         false => tokio::select! {
-            () = sleep(config.propagation_delay_after(trigger)) => None,
+            () = sleep(propagation) => None,
             () = machine.force_requested() => Some(ForceReason::Requested),
         },
     };
