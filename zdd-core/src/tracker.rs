@@ -381,10 +381,10 @@ impl Shards {
     }
 }
 
-/// This thread's shard of every [`Shards`]: threads take shards in turn as they first count.
-#[cfg(feature = "tower")]
+/// This thread's shard of every [`Shards`] (and of the phase milestones' waiter lists):
+/// threads take shards in turn as they first count.
 #[inline]
-fn this_threads_shard() -> u8 {
+pub(crate) fn this_threads_shard() -> u8 {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         // SHARDS is 16: the index fits a byte.

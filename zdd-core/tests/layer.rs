@@ -521,3 +521,55 @@ async fn end_forced_with_ends_open_requests_with_trailers_or_a_trailers_only_ans
     assert_eq!(report.requests_aborted(), 2, "{report}");
     assert_eq!(report.requests_completed(), 0, "{report}");
 }
+
+/// A body that is always ready, as an endless stream of data is.
+struct Endless;
+
+impl Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"tick")))))
+    }
+}
+
+/// A body that never waits is never registered for forcing (the wait is made only while a
+/// body or service waits), yet still ends with the trailers at forcing, at its next poll.
+#[tokio::test(start_paused = true)]
+async fn end_forced_with_ends_a_body_that_never_waits() {
+    let lifecycle = Lifecycle::new(
+        Config::builder()
+            .drain_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap(),
+    );
+    let handle = lifecycle.handle();
+    let mut end = http::HeaderMap::new();
+    end.insert("grpc-status", "14".parse().unwrap());
+    let service = ZddLayer::new(handle.clone())
+        .end_forced_with(end)
+        .layer(service_fn(|_req: Request<()>| async {
+            Ok::<_, Infallible>(Response::new(Endless))
+        }));
+    let response = service
+        .oneshot(request("/endless", Version::HTTP_2))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.is_data());
+
+    let sequence = tokio::spawn(lifecycle.run());
+    handle.shutdown();
+    handle.reached(Phase::Forcing).await;
+    let last = body.frame().await.unwrap().unwrap();
+    let trailers = last.into_trailers().expect("the trailers at forcing");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "14");
+    assert!(body.frame().await.is_none(), "ended after the trailers");
+    drop(body);
+    assert_eq!(sequence.await.unwrap().requests_aborted(), 1);
+}

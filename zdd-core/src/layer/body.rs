@@ -1,6 +1,6 @@
 use std::{
     pin::Pin,
-    task::{Context, Poll, ready},
+    task::{Context, Poll},
 };
 
 use bytes::Bytes;
@@ -79,12 +79,26 @@ where
                 guard,
                 forced,
             } => {
-                // Checked first, so a body that is always ready still ends at forcing.
-                if guard.is_some()
-                    && let Some(end) = forced
-                    && end.poll_forcing(cx).is_ready()
-                {
-                    let trailers = end.trailers();
+                // Checked first, so a body that is always ready still ends at forcing;
+                // waited for only while the body waits.
+                let mut forced = forced.as_mut().filter(|_| guard.is_some());
+                let frame = match forced.as_ref().is_some_and(|end| end.has_come()) {
+                    true => None,
+                    false => match body.as_mut().poll_frame(cx) {
+                        Poll::Ready(frame) => Some(frame),
+                        Poll::Pending => {
+                            let forcing = forced
+                                .as_mut()
+                                .is_some_and(|end| end.poll_forcing(cx).is_ready());
+                            if !forcing {
+                                return Poll::Pending;
+                            }
+                            None
+                        }
+                    },
+                };
+                let Some(frame) = frame else {
+                    let trailers = forced.map(|end| end.trailers()).unwrap_or_default();
                     // Aborted: counted and logged so as the guard goes, with the body.
                     drop(guard.take());
                     inner.set(Inner::Full {
@@ -92,8 +106,7 @@ where
                         end: None,
                     });
                     return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                }
-                let frame = ready!(body.as_mut().poll_frame(cx));
+                };
                 match &frame {
                     None => {
                         if let Some(guard) = guard.take() {

@@ -22,9 +22,16 @@ impl Forced {
         Box::new(Self { forcing, trailers })
     }
 
-    /// Whether forcing has come.
+    /// Whether forcing has come; registers `cx` to be woken when it does. Called when the
+    /// request waits for something else: a request that never waits is never registered.
     pub(crate) fn poll_forcing(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         Pin::new(&mut self.forcing).poll(cx)
+    }
+
+    /// Whether forcing has come, without registering: one atomic load.
+    #[inline]
+    pub(crate) fn has_come(&self) -> bool {
+        self.forcing.is_reached()
     }
 
     /// The answer to a request not answered yet: `200 OK` with the headers (gRPC's

@@ -114,19 +114,35 @@ where
                 http1,
                 forced,
             } => {
-                if let Some(end) = forced
-                    && end.poll_forcing(cx).is_ready()
-                {
+                // Checked first, so a service that is always ready still ends at forcing;
+                // waited for only while the service waits.
+                let answered = match forced.as_ref().is_some_and(|end| end.has_come()) {
+                    true => None,
+                    false => match future.poll(cx) {
+                        Poll::Ready(result) => Some(result?),
+                        Poll::Pending => {
+                            let forcing = forced
+                                .as_mut()
+                                .is_some_and(|end| end.poll_forcing(cx).is_ready());
+                            if !forcing {
+                                return Poll::Pending;
+                            }
+                            None
+                        }
+                    },
+                };
+                let Some(mut response) = answered else {
                     // Not answered at forcing: answered the protocol's way, and counted
                     // (and logged) as aborted when its guard goes.
+                    let Some(end) = forced.take() else {
+                        unreachable!("only a request that ends at forcing is answered so")
+                    };
                     let response = end.answer();
                     drop(guard.take());
-                    *forced = None;
                     return Poll::Ready(Ok(
                         response.map(|()| ResponseBody::full(Bytes::new(), None))
                     ));
-                }
-                let mut response = ready!(future.poll(cx))?;
+                };
                 let Some(guard) = guard.take() else {
                     unreachable!("ResponseFuture polled after completion")
                 };

@@ -19,6 +19,14 @@ use crate::{
 #[derive(Clone)]
 pub struct Zdd<S> {
     inner: S,
+    /// One reference: servers clone the service for every request (hyper-util's glue
+    /// does), and a connection's service then takes one reference count that no other
+    /// connection touches.
+    scope: Arc<Scope>,
+}
+
+/// What a [`Zdd`] serves with.
+struct Scope {
     settings: Arc<Settings>,
     /// The connection its requests are counted on, for a service of one connection.
     connection: Option<Arc<ConnectionInner>>,
@@ -28,8 +36,10 @@ impl<S> Zdd<S> {
     pub(crate) fn new(inner: S, settings: Arc<Settings>) -> Self {
         Self {
             inner,
-            settings,
-            connection: None,
+            scope: Arc::new(Scope {
+                settings,
+                connection: None,
+            }),
         }
     }
 
@@ -66,8 +76,10 @@ impl<S> Zdd<S> {
     {
         Self {
             inner: self.inner.clone(),
-            settings: Arc::clone(&self.settings),
-            connection: Some(Arc::clone(connection.inner())),
+            scope: Arc::new(Scope {
+                settings: Arc::clone(&self.scope.settings),
+                connection: Some(Arc::clone(connection.inner())),
+            }),
         }
     }
 
@@ -101,7 +113,7 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if self.settings.may_be_special(request.uri().path()) {
+        if self.scope.settings.may_be_special(request.uri().path()) {
             return self.call_special(request);
         }
         self.call_counted(request)
@@ -115,13 +127,13 @@ impl<S> Zdd<S> {
     where
         S: Service<Request<ReqBody>>,
     {
-        let settings = &*self.settings;
+        let settings = &*self.scope.settings;
         if let LateRequests::Reject { retry_after } = settings.late
             && settings.handle.phase() >= Phase::Draining
         {
             return self.reject(&request, retry_after);
         }
-        let guard = match &self.connection {
+        let guard = match &self.scope.connection {
             Some(connection) => RequestGuard::on_connection(connection, &request, true),
             None => settings
                 .handle
@@ -142,7 +154,7 @@ impl<S> Zdd<S> {
     where
         S: Service<Request<ReqBody>>,
     {
-        let settings = &*self.settings;
+        let settings = &*self.scope.settings;
         let path = request.uri().path();
         let http1 = is_http1(request.version());
         if let Some(probe) = settings
@@ -159,7 +171,7 @@ impl<S> Zdd<S> {
             );
         }
         if settings.is_exempt(path) {
-            let guard = match &self.connection {
+            let guard = match &self.scope.connection {
                 Some(connection) => RequestGuard::on_connection(connection, &request, false),
                 None => RequestGuard::exempt(Arc::clone(&settings.handle.shared)),
             };
@@ -176,7 +188,7 @@ impl<S> Zdd<S> {
         request: &Request<ReqBody>,
         retry_after: std::time::Duration,
     ) -> ResponseFuture<F> {
-        self.settings.handle.record_rejected();
+        self.scope.settings.handle.record_rejected();
         debug!(
             method = request.method().as_str(),
             path = request.uri().path(),
@@ -192,7 +204,8 @@ impl<S> Zdd<S> {
     /// On a connection, the connection is told when each HTTP/1 request is over: by the
     /// request's guard, or for an answer of the layer's own by a marker in its body.
     fn request_end<ReqBody>(&self, request: &Request<ReqBody>) -> Option<RequestEnd> {
-        self.connection
+        self.scope
+            .connection
             .as_ref()
             .and_then(|connection| RequestEnd::of(connection, request.version()))
     }
@@ -202,8 +215,37 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Zdd<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Zdd")
             .field("inner", &self.inner)
-            .field("settings", &self.settings)
-            .field("per_connection", &self.connection.is_some())
+            .field("settings", &self.scope.settings)
+            .field("per_connection", &self.scope.connection.is_some())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{convert::Infallible, sync::Arc};
+
+    use tower_layer::Layer;
+
+    use crate::{Config, Lifecycle, layer::ZddLayer};
+
+    /// Servers clone the service for each request (hyper-util's glue does): a connection's
+    /// service must then touch no reference count that other connections share.
+    #[test]
+    fn cloning_a_connections_service_touches_nothing_other_connections_share() {
+        let lifecycle = Lifecycle::new(Config::default());
+        let handle = lifecycle.handle();
+        let service = ZddLayer::new(handle.clone()).layer(tower::service_fn(
+            |_: http::Request<()>| async { Ok::<_, Infallible>(http::Response::new(())) },
+        ));
+        let connection = handle.track_connection();
+        let per_connection = service.for_connection(&connection);
+        let settings = Arc::strong_count(&service.scope.settings);
+        let lifecycle_refs = Arc::strong_count(&handle.shared);
+        let clones: Vec<_> = (0..8).map(|_| per_connection.clone()).collect();
+        assert_eq!(Arc::strong_count(&service.scope.settings), settings);
+        assert_eq!(Arc::strong_count(&handle.shared), lifecycle_refs);
+        assert_eq!(Arc::strong_count(&per_connection.scope), 9);
+        drop(clones);
     }
 }

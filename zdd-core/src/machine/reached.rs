@@ -11,25 +11,30 @@ use crate::{
     loom::sync::{AtomicBool, Notify, Ordering, OwnedNotified},
 };
 
+/// How many waiter lists a milestone spreads its waiters over: registering takes a list's
+/// lock, and every open request of a service that ends its requests at forcing
+/// (`ZddLayer::end_forced_with`) registers one wait.
+const SHARDS: usize = 8;
+
 /// One phase's milestone: a flag set once, when the phase is reached (or the machine is
 /// gone), and the waiters it then wakes.
 ///
 /// # Why no wake-up is lost
 ///
-/// [`Milestone::reach`] sets the flag, then wakes every waiter registered with `notify`. A
-/// waiter registers (enables its wait, which takes `notify`'s lock), then reads the flag.
-/// If the waker's lock came first, the flag it set before is visible to the waiter after
-/// its own lock; if the waiter's came first, it is among those woken.
+/// [`Milestone::reach`] sets the flag, then wakes every waiter registered with any of the
+/// `notify` lists. A waiter registers with one (enabling its wait takes that list's lock),
+/// then reads the flag. If the waker's lock came first, the flag it set before is visible
+/// to the waiter after its own lock; if the waiter's came first, it is among those woken.
 pub(crate) struct Milestone {
     reached: AtomicBool,
-    notify: Arc<Notify>,
+    notify: [Arc<Notify>; SHARDS],
 }
 
 impl Milestone {
     pub(crate) fn new(reached: bool) -> Arc<Self> {
         Arc::new(Self {
             reached: AtomicBool::new(reached),
-            notify: Arc::new(Notify::default()),
+            notify: std::array::from_fn(|_| Arc::new(Notify::default())),
         })
     }
 
@@ -42,8 +47,16 @@ impl Milestone {
     /// Sets the flag and wakes the waiters, the first time only.
     pub(crate) fn reach(&self) {
         if !self.reached.swap(true, Ordering::AcqRel) {
-            self.notify.notify_waiters();
+            for notify in &self.notify {
+                notify.notify_waiters();
+            }
         }
+    }
+
+    /// A wait on the list of this thread's shard.
+    fn wait(&self) -> OwnedNotified {
+        let shard = usize::from(crate::tracker::this_threads_shard()) % SHARDS;
+        Arc::clone(&self.notify[shard]).notified_owned()
     }
 }
 
@@ -81,6 +94,14 @@ impl PhaseReached {
             registered: None,
         }
     }
+
+    /// Whether the phase was reached, without registering to be woken: one atomic load.
+    // The layer's forced endings use it; without the `tower` feature there is no layer.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    #[inline]
+    pub(crate) fn is_reached(&self) -> bool {
+        self.milestone.is_reached()
+    }
 }
 
 impl Future for PhaseReached {
@@ -99,21 +120,15 @@ impl Future for PhaseReached {
         {
             return Poll::Pending;
         }
-        let wait = match &mut this.wait {
-            Some(wait) => wait,
-            None => {
-                let mut wait = Box::pin(Arc::clone(&this.milestone.notify).notified_owned());
-                // Registered before the flag is read again: a `reach` in between wakes it.
-                wait.as_mut().enable();
-                if this.milestone.is_reached() {
-                    return Poll::Ready(());
-                }
-                this.wait.insert(wait)
-            }
-        };
+        let wait = this
+            .wait
+            .get_or_insert_with(|| Box::pin(this.milestone.wait()));
         match wait.as_mut().poll(cx) {
             // Only `reach` notifies, after setting the flag.
             Poll::Ready(()) => Poll::Ready(()),
+            // Registered (the first poll takes the list's lock to add it) before the flag
+            // is read again: a `reach` in between wakes it.
+            Poll::Pending if this.milestone.is_reached() => Poll::Ready(()),
             Poll::Pending => {
                 this.registered = Some(cx.waker().clone());
                 Poll::Pending
