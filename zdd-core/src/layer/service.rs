@@ -235,9 +235,10 @@ mod tests {
     fn cloning_a_connections_service_touches_nothing_other_connections_share() {
         let lifecycle = Lifecycle::new(Config::default());
         let handle = lifecycle.handle();
-        let service = ZddLayer::new(handle.clone()).layer(tower::service_fn(
-            |_: http::Request<()>| async { Ok::<_, Infallible>(http::Response::new(())) },
-        ));
+        let service =
+            ZddLayer::new(handle.clone()).layer(tower::service_fn(|_: http::Request<()>| async {
+                Ok::<_, Infallible>(http::Response::new(()))
+            }));
         let connection = handle.track_connection();
         let per_connection = service.for_connection(&connection);
         let settings = Arc::strong_count(&service.scope.settings);
