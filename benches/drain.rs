@@ -369,6 +369,7 @@ fn server(kind: &str) {
                     listener,
                     handler(Arc::clone(&done)),
                     common::sigterm(),
+                    None,
                 )
                 .await;
                 (drain, Instant::now())

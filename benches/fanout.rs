@@ -276,7 +276,7 @@ fn server(kind: &str) {
                         token.cancel();
                     }
                 };
-                common::hyper_util_graceful(listener, service, terminate).await;
+                common::hyper_util_graceful(listener, service, terminate, None).await;
             }
         }
         let returned = Instant::now();

@@ -330,11 +330,11 @@ fn server(kind: &str) {
                     .unwrap();
             }
             "hyper-util" => {
-                common::hyper_util_graceful(listener, app(), terminate).await;
+                common::hyper_util_graceful(listener, app(), terminate, None).await;
             }
             "hyper-util-timeout" => {
                 let timeout = Some(std::time::Duration::from_secs(10));
-                common::hyper_util_graceful_with(listener, app(), terminate, timeout).await;
+                common::hyper_util_graceful(listener, app(), terminate, timeout).await;
             }
             _ => {
                 let mut lifecycle = zdd::Lifecycle::new(zdd::Config::default());

@@ -34,30 +34,11 @@ pub(crate) async fn sigterm() {
 
 /// The status quo: hyper-util's auto builder with `GracefulShutdown`, serving `service`
 /// until `terminate` completes, then shut down gracefully. Returns how long the graceful
-/// shutdown took. Sets `TCP_NODELAY`, as zdd's listener does.
+/// shutdown took. Sets `TCP_NODELAY`, as zdd's listener does. With `header_timeout`,
+/// hyper's HTTP/1 header read timeout is on (its timer armed while a connection waits for a
+/// request head, as zdd's connections are): what a hyper-util server that bounds slow
+/// request heads pays.
 pub(crate) async fn hyper_util_graceful<S, B>(
-    listener: tokio::net::TcpListener,
-    service: S,
-    terminate: impl Future<Output = ()>,
-) -> Duration
-where
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
-        + Send
-        + 'static,
-{
-    hyper_util_graceful_with(listener, service, terminate, None).await
-}
-
-/// [`hyper_util_graceful`], with hyper's HTTP/1 header read timeout on (its timer armed
-/// while a connection waits for a request head, as zdd's connections are): what a
-/// hyper-util server that bounds slow request heads pays.
-pub(crate) async fn hyper_util_graceful_with<S, B>(
     listener: tokio::net::TcpListener,
     service: S,
     terminate: impl Future<Output = ()>,

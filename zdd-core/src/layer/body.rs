@@ -1,6 +1,6 @@
 use std::{
     pin::Pin,
-    task::{Context, Poll},
+    task::{Context, Poll, ready},
 };
 
 use bytes::Bytes;
@@ -79,26 +79,17 @@ where
                 guard,
                 forced,
             } => {
-                // Checked first, so a body that is always ready still ends at forcing;
-                // waited for only while the body waits.
-                let mut forced = forced.as_mut().filter(|_| guard.is_some());
-                let frame = match forced.as_ref().is_some_and(|end| end.has_come()) {
-                    true => None,
-                    false => match body.as_mut().poll_frame(cx) {
-                        Poll::Ready(frame) => Some(frame),
-                        Poll::Pending => {
-                            let forcing = forced
-                                .as_mut()
-                                .is_some_and(|end| end.poll_forcing(cx).is_ready());
-                            if !forcing {
-                                return Poll::Pending;
-                            }
-                            None
-                        }
-                    },
-                };
+                // Once its answer is over, a request is not ended at forcing.
+                let frame = ready!(Forced::poll_unless_forced(
+                    forced.as_deref_mut().filter(|_| guard.is_some()),
+                    cx,
+                    |cx| body.as_mut().poll_frame(cx)
+                ));
                 let Some(frame) = frame else {
-                    let trailers = forced.map(|end| end.trailers()).unwrap_or_default();
+                    let trailers = forced
+                        .as_ref()
+                        .map(|end| end.trailers())
+                        .unwrap_or_default();
                     // Aborted: counted and logged so as the guard goes, with the body.
                     drop(guard.take());
                     inner.set(Inner::Full {

@@ -22,16 +22,26 @@ impl Forced {
         Box::new(Self { forcing, trailers })
     }
 
-    /// Whether forcing has come; registers `cx` to be woken when it does. Called when the
-    /// request waits for something else: a request that never waits is never registered.
-    pub(crate) fn poll_forcing(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        Pin::new(&mut self.forcing).poll(cx)
-    }
-
-    /// Whether forcing has come, without registering: one atomic load.
+    /// Polls `inner` (the service's future, or the body) unless forcing has come for this
+    /// request: `Ready(None)` when it has. Forcing is checked first, with one load, so what
+    /// is always ready still ends; it is waited for (registered) only while `inner` is
+    /// pending, so a request that never waits is never registered.
     #[inline]
-    pub(crate) fn has_come(&self) -> bool {
-        self.forcing.is_reached()
+    pub(crate) fn poll_unless_forced<T>(
+        forced: Option<&mut Self>,
+        cx: &mut Context<'_>,
+        inner: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<Option<T>> {
+        if forced.as_ref().is_some_and(|end| end.forcing.is_reached()) {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(value) = inner(cx) {
+            return Poll::Ready(Some(value));
+        }
+        match forced.is_some_and(|end| Pin::new(&mut end.forcing).poll(cx).is_ready()) {
+            true => Poll::Ready(None),
+            false => Poll::Pending,
+        }
     }
 
     /// The answer to a request not answered yet: `200 OK` with the headers (gRPC's

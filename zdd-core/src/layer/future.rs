@@ -114,24 +114,12 @@ where
                 http1,
                 forced,
             } => {
-                // Checked first, so a service that is always ready still ends at forcing;
-                // waited for only while the service waits.
-                let answered = match forced.as_ref().is_some_and(|end| end.has_come()) {
-                    true => None,
-                    false => match future.poll(cx) {
-                        Poll::Ready(result) => Some(result?),
-                        Poll::Pending => {
-                            let forcing = forced
-                                .as_mut()
-                                .is_some_and(|end| end.poll_forcing(cx).is_ready());
-                            if !forcing {
-                                return Poll::Pending;
-                            }
-                            None
-                        }
-                    },
-                };
-                let Some(mut response) = answered else {
+                let answered = ready!(Forced::poll_unless_forced(
+                    forced.as_deref_mut(),
+                    cx,
+                    |cx| future.poll(cx)
+                ));
+                let Some(result) = answered else {
                     // Not answered at forcing: answered the protocol's way, and counted
                     // (and logged) as aborted when its guard goes.
                     let Some(end) = forced.take() else {
@@ -143,6 +131,7 @@ where
                         response.map(|()| ResponseBody::full(Bytes::new(), None))
                     ));
                 };
+                let mut response = result?;
                 let Some(guard) = guard.take() else {
                     unreachable!("ResponseFuture polled after completion")
                 };
