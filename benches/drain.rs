@@ -53,9 +53,9 @@ const SERVERS: [&str; 3] = ["zdd", "hyper-util", "close-only"];
 
 /// How long the connections stay quiet after their answers before the signal. A connection
 /// whose answer went out a moment ago is not idle yet: its client may be sending the next
-/// request, so zdd's drain waits until it has been quiet for 100 ms before closing it (see
+/// request, so zdd's drain waits until it has been quiet for 1 s before closing it (see
 /// `QUIET_BEFORE_CLOSE` in zdd-hyper) where hyper-util closes it at once.
-const QUIET: Duration = Duration::from_millis(250);
+const QUIET: Duration = Duration::from_millis(1_200);
 
 fn main() {
     if let Some(kind) = common::value("--server") {

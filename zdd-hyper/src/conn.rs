@@ -34,34 +34,41 @@ pub(crate) struct Deadlines {
     /// How long an HTTP/2 connection is still served at forcing, for the answers that end
     /// open streams then (`ZddLayer::end_forced_with`) to reach the client.
     pub(crate) flush_at_forcing: Duration,
-    /// Whether the force wait is long enough (twice [`QUIET_BEFORE_CLOSE`]) for a
-    /// connection in its quiet time to notice forcing only at the end of it, without a wait
-    /// for forcing of its own.
+    /// How long an HTTP/1 connection that answered a request a moment ago is left before
+    /// the drain closes it: [`QUIET_BEFORE_CLOSE`], at most a quarter of the drain timeout.
+    pub(crate) quiet: Duration,
+    /// Whether the force wait is long enough (twice the quiet time) for a connection in its
+    /// quiet time to notice forcing only at the end of it, without a wait for forcing of
+    /// its own.
     pub(crate) quiet_within_force_wait: bool,
 }
 
 impl From<&zdd_core::Config> for Deadlines {
     /// The lifecycle's configured bounds (`ZDD_FIRST_BYTE_TIMEOUT`, …).
     fn from(config: &zdd_core::Config) -> Self {
+        let quiet = QUIET_BEFORE_CLOSE.min(config.drain_timeout() / 4);
         Self {
             first_byte: config.first_byte_timeout(),
             first_request: config.first_request_timeout(),
             header: config.header_timeout(),
             idle: config.idle_timeout(),
             flush_at_forcing: FLUSH_AT_FORCING.min(config.force_wait() / 2),
-            quiet_within_force_wait: config.force_wait() / 2 >= QUIET_BEFORE_CLOSE,
+            quiet,
+            quiet_within_force_wait: config.force_wait() / 2 >= quiet,
         }
     }
 }
 
 /// How long an HTTP/1 connection must have been idle since its last answer before the
-/// drain closes it while nothing is on it. A client sends its next request on a kept-alive
-/// connection right after the last answer; a close in between loses that request (a client
-/// may retry only some requests, RFC 9112 §9.6). Requests that do come are answered with
-/// `Connection: close`, which ends the connection after the answer; a connection quiet this
-/// long is closed at once. Behind a load balancer it never applies: every answer during the
-/// propagation delay says `Connection: close`.
-const QUIET_BEFORE_CLOSE: Duration = Duration::from_millis(100);
+/// drain closes it while nothing is on it (at most a quarter of the drain timeout). A
+/// client sends its next request on a kept-alive connection right after the last answer,
+/// or a little later when its process was busy or paused (a garbage collection, a loaded
+/// machine); a close in between loses that request (a client may retry only some requests,
+/// RFC 9112 §9.6). Requests that do come are answered with `Connection: close`, which ends
+/// the connection after the answer; a connection quiet this long is closed at once. Behind
+/// a load balancer it never applies: every answer during the propagation delay says
+/// `Connection: close`, and an idle connection has been quiet for all of the delay.
+const QUIET_BEFORE_CLOSE: Duration = Duration::from_secs(1);
 
 /// The longest an HTTP/2 connection is still served at forcing (see
 /// [`Deadlines::flush_at_forcing`]): writing a few trailers takes microseconds; this bounds
@@ -109,8 +116,9 @@ enum Stage {
     FirstRequest,
     /// Serving; closed gracefully after `idle` without a new request.
     Idle,
-    /// Draining an HTTP/1 connection that answered a request a moment ago: closed once it
-    /// has been quiet for [`QUIET_BEFORE_CLOSE`], or by `Connection: close` on the next answer.
+    /// Draining an HTTP/1 connection that answered a request a moment ago, or whose next
+    /// request's head is arriving: closed once it has been quiet for the quiet time
+    /// ([`Deadlines::quiet`]), or by `Connection: close` on the next answer.
     Quieting,
     /// Graceful shutdown sent; the connection ends by itself or by forcing.
     Closing,
@@ -185,7 +193,8 @@ pub(crate) async fn serve_connection<I, S>(
             }
             // Forcing is waited for only by a connection that did not end when told to
             // close; not in its quiet time, which ends within half the force wait (the
-            // connection then closes, or waits for forcing if a request came).
+            // connection then closes, waits for forcing if a request came, or finds its
+            // reads failing if a head is still arriving).
             let quiet =
                 stage == Stage::Quieting && waiting.is_none() && deadlines.quiet_within_force_wait;
             let phase = match quiet {
@@ -232,7 +241,7 @@ pub(crate) async fn serve_connection<I, S>(
                     deadline.as_mut().reset(Instant::now() + deadlines.idle);
                     if forcing {
                         // Draining began before its first request: closed after the answer.
-                        stage = begin_close(&state, deadline.as_mut(), || {
+                        stage = begin_close(&state, deadline.as_mut(), deadlines.quiet, || {
                             conn.as_mut().graceful_shutdown();
                         });
                     } else if state.guard.protocol() == Some(Protocol::Http2) {
@@ -246,14 +255,14 @@ pub(crate) async fn serve_connection<I, S>(
                     waiting = Some(state.guard.io_fails());
                 }
                 (Event::Phase, _) => {
-                    stage = begin_close(&state, deadline.as_mut(), || {
+                    stage = begin_close(&state, deadline.as_mut(), deadlines.quiet, || {
                         conn.as_mut().graceful_shutdown();
                     });
                     forcing = true;
                     waiting = None;
                 }
                 (Event::Deadline, Stage::Quieting) => {
-                    stage = begin_close(&state, deadline.as_mut(), || {
+                    stage = begin_close(&state, deadline.as_mut(), deadlines.quiet, || {
                         conn.as_mut().graceful_shutdown();
                     });
                 }
@@ -315,10 +324,16 @@ enum Event {
 }
 
 /// The stage of a connection told to close: [`Stage::Quieting`], with `deadline` at the end
-/// of its quiet time, when it answered a request a moment ago (see [`still_busy`]); else
-/// [`Stage::Closing`], after `shutdown` (hyper's graceful shutdown).
-fn begin_close(state: &ConnState, deadline: Pin<&mut Sleep>, shutdown: impl FnOnce()) -> Stage {
-    match still_busy(state) {
+/// of its quiet time, when it answered a request a moment ago or its next request's head is
+/// arriving (see [`still_busy`]); else [`Stage::Closing`], after `shutdown` (hyper's
+/// graceful shutdown).
+fn begin_close(
+    state: &ConnState,
+    deadline: Pin<&mut Sleep>,
+    quiet: Duration,
+    shutdown: impl FnOnce(),
+) -> Stage {
+    match still_busy(state, quiet) {
         Some(rest) => {
             deadline.reset(Instant::now() + rest);
             Stage::Quieting
@@ -330,12 +345,17 @@ fn begin_close(state: &ConnState, deadline: Pin<&mut Sleep>, shutdown: impl FnOn
     }
 }
 
-/// How much longer to wait before closing gracefully: for an HTTP/1 connection with nothing
-/// on it that answered a request less than [`QUIET_BEFORE_CLOSE`] ago, the rest of that time;
-/// otherwise `None`, close now (a request being served is finished first).
-fn still_busy(state: &ConnState) -> Option<Duration> {
+/// How much longer to wait before closing an HTTP/1 connection gracefully, when nothing is
+/// served on it: the rest of its `quiet` time, when it answered a request less than that
+/// ago; all of it again while the next request's head is arriving (hyper would drop a head
+/// it has not read whole; the header timeout bounds how long it may take). `None`: close
+/// now (a request being served is finished first, and its answer says close).
+fn still_busy(state: &ConnState, quiet: Duration) -> Option<Duration> {
+    if state.open_head().is_some() {
+        return Some(quiet);
+    }
     state
         .http1_quiet_for()
-        .and_then(|quiet| QUIET_BEFORE_CLOSE.checked_sub(quiet))
+        .and_then(|quiet_for| quiet.checked_sub(quiet_for))
         .filter(|rest| !rest.is_zero())
 }

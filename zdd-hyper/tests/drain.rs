@@ -153,18 +153,47 @@ async fn a_request_sent_right_after_the_last_answer_is_served_not_cut_off() {
 }
 
 #[tokio::test]
+async fn a_request_whose_head_is_arriving_when_the_drain_begins_is_served() {
+    // The client has begun its next request (half of its head is in) when the drain
+    // begins: the connection is not idle, and closing it would lose the request. It is
+    // served, and its answer says close.
+    for _ in 0..20 {
+        let server = start(config(0, 5_000)).await;
+        let mut client = RawClient::connect(server.addr).await;
+        client.get("/").await.unwrap();
+        client.send("GET / HTTP/1.1\r\nHost: te").await;
+        // A yielding task resumes after the runtime has read its sockets' events: the
+        // server has read the first half by then.
+        tokio::task::yield_now().await;
+        server.handle.shutdown();
+        server.handle.draining().await;
+        tokio::task::yield_now().await;
+        client.send("st\r\n\r\n").await;
+        let next = client
+            .response()
+            .await
+            .unwrap()
+            .expect("the request whose head was arriving was cut off");
+        assert_eq!(next.status, 200);
+        assert_eq!(next.header("connection"), Some("close"));
+        client.closed().await.unwrap();
+        assert!(server.report().await.is_graceful());
+    }
+}
+
+#[tokio::test]
 async fn the_quiet_time_before_the_drain_closes_a_connection_counts_from_its_last_answer() {
-    // The last request took longer than the quiet time: the client's next one still comes
-    // right after its answer, and is served.
+    // The last request took longer than the quiet time (200 ms: a quarter of this drain
+    // timeout): the client's next one still comes right after its answer, and is served.
     for _ in 0..5 {
-        let mut server = start(config(0, 5_000)).await;
+        let mut server = start(config(0, 800)).await;
         let mut client = RawClient::connect(server.addr).await;
         client
             .send("GET /slow HTTP/1.1\r\nHost: test\r\n\r\n")
             .await;
         server.wait_started("/slow").await;
         // The request itself takes a while (the scenario, not a synchronisation).
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         server.release.notify_one();
         assert_eq!(client.response().await.unwrap().unwrap().body, "slow done");
         server.handle.shutdown();
@@ -177,6 +206,58 @@ async fn the_quiet_time_before_the_drain_closes_a_connection_counts_from_its_las
 }
 
 #[tokio::test]
+async fn a_head_that_never_completes_during_the_drain_is_closed_at_forcing() {
+    // Waiting for a head that is arriving must not outlast forcing: the connection closes
+    // at forcing, within the force wait.
+    let server = start(config(0, 400)).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.get("/").await.unwrap();
+    client.send("GET / HTTP/1.1\r\nHost: te").await;
+    tokio::task::yield_now().await;
+    server.handle.shutdown();
+    client.closed().await.unwrap();
+    let report = server.report().await;
+    assert_eq!(report.forced(), Some(ForceReason::DrainTimeout), "{report}");
+    assert_eq!(report.left_open(), 0, "{report}");
+}
+
+#[tokio::test]
+async fn a_client_that_pauses_before_its_next_request_is_still_served() {
+    // A client whose process was busy or paused (a garbage collection, a loaded machine)
+    // sends its next request a few hundred milliseconds after the last answer, and the
+    // drain began in between: the connection is still open for it.
+    let server = start(config(0, 5_000)).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.get("/").await.unwrap();
+    server.handle.shutdown();
+    server.handle.draining().await;
+    // The client's pause (the scenario, not a synchronisation).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let next = client
+        .get("/")
+        .await
+        .expect("the paused client's request was cut off");
+    assert_eq!(next.status, 200);
+    assert_eq!(next.header("connection"), Some("close"));
+    client.closed().await.unwrap();
+    assert!(server.report().await.is_graceful());
+}
+
+#[tokio::test]
+async fn the_quiet_time_never_outlasts_a_short_drain() {
+    // With a drain timeout of 400 ms, a connection that just answered is closed after
+    // 100 ms of quiet (a quarter of it), not forced at the end of the drain.
+    let server = start(config(0, 400)).await;
+    let mut client = RawClient::connect(server.addr).await;
+    client.get("/").await.unwrap();
+    server.handle.shutdown();
+    client.closed().await.unwrap();
+    let report = server.report().await;
+    assert!(report.is_graceful(), "{report}");
+    assert_eq!(report.connections_graceful(), 1, "{report}");
+}
+
+#[tokio::test]
 async fn a_connection_in_its_quiet_time_at_forcing_closes_within_the_force_wait() {
     // A connection that answered a moment ago waits out its quiet time before the drain
     // closes it. Forcing then must not leave it open: with a force wait of at least twice
@@ -185,7 +266,8 @@ async fn a_connection_in_its_quiet_time_at_forcing_closes_within_the_force_wait(
     for force_wait in [Duration::from_secs(1), Duration::from_millis(20)] {
         let config = zdd_core::Config::builder()
             .propagation_delay(Duration::ZERO)
-            .drain_timeout(Duration::from_secs(5))
+            // A quiet time of 100 ms (a quarter of it), within half the longer force wait.
+            .drain_timeout(Duration::from_millis(400))
             .force_wait(force_wait)
             .cleanup_timeout(Duration::from_secs(1))
             .build()
