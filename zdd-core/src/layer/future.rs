@@ -36,7 +36,9 @@ pin_project! {
             forced: Option<Box<Forced>>,
         },
         Probe { future: ProbeFuture, end: Option<RequestEnd> },
-        Rejected { response: Option<Response<Bytes>>, end: Option<RequestEnd> },
+        // What to answer with, not the answer: a `Response` would make every request's
+        // future twice as large to move.
+        Rejected { retry_after: u64, http1: bool, end: Option<RequestEnd>, answered: bool },
     }
 }
 
@@ -79,24 +81,33 @@ impl<F> ResponseFuture<F> {
     }
 
     pub(crate) fn rejected(retry_after: Duration, http1: bool, end: Option<RequestEnd>) -> Self {
-        let mut response = Response::new(Bytes::new());
-        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        if http1 {
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
+        let retry_after = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
         Self {
             inner: Inner::Rejected {
-                response: Some(response),
+                retry_after,
+                http1,
                 end,
+                answered: false,
             },
         }
     }
+}
+
+/// `503 Service Unavailable` with `Retry-After` (whole seconds), and `Connection: close` on
+/// HTTP/1.
+#[cold]
+fn rejection(retry_after: u64, http1: bool) -> Response<Bytes> {
+    let mut response = Response::new(Bytes::new());
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    if http1 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 impl<F, B, E> Future for ResponseFuture<F>
@@ -154,10 +165,16 @@ where
                 let end = end.take();
                 Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, end))))
             }
-            InnerProj::Rejected { response, end } => {
-                let Some(response) = response.take() else {
+            InnerProj::Rejected {
+                retry_after,
+                http1,
+                end,
+                answered,
+            } => {
+                if std::mem::replace(answered, true) {
                     unreachable!("ResponseFuture polled after completion")
-                };
+                }
+                let response = rejection(*retry_after, *http1);
                 let end = end.take();
                 Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, end))))
             }
@@ -175,5 +192,28 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{convert::Infallible, future::Pending, mem::size_of};
+
+    use http::Response;
+
+    use super::ResponseFuture;
+    use crate::guard::RequestGuard;
+
+    /// Every request's future moves (into the server's task, between its states): beside
+    /// the service's own future it carries the guard and a few words, not the layer's
+    /// rarer answers (a 503 would double it).
+    #[test]
+    fn the_response_future_carries_the_guard_and_little_else() {
+        type Served = ResponseFuture<Pending<Result<Response<()>, Infallible>>>;
+        assert!(
+            size_of::<Served>() <= size_of::<RequestGuard>() + 24,
+            "{} bytes",
+            size_of::<Served>()
+        );
     }
 }

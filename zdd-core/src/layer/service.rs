@@ -112,6 +112,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if self.scope.settings.may_be_special(request.uri().path()) {
             return self.call_special(request);
