@@ -24,7 +24,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use http::{Request, Response, Uri};
 use http_body_util::Empty;
 use tower::{Layer, Service, service_fn};
@@ -79,37 +79,40 @@ where
     }
 }
 
-fn layer(c: &mut Criterion) {
+/// Sends one request to a service and drops its response.
+type SendOne<'a> = dyn FnMut(&Uri) + 'a;
+
+/// Builds each service compared (the bare handler, `ZddLayer` alone and counted on a
+/// connection, the counting floor, and with `metrics` the request metrics) and hands
+/// `each` its name and a function that sends it one request: the same services for
+/// criterion and for `--count`.
+fn with_services(each: &mut dyn FnMut(&str, &mut SendOne<'_>)) {
     let lifecycle = Lifecycle::new(Config::default());
     let handle = lifecycle.handle();
-    let uri: Uri = "/api/orders/42".parse().unwrap();
     let handler = || {
         service_fn(|_req: Request<()>| async {
             Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
         })
     };
-
-    let mut group = c.benchmark_group("one_request");
-    group.measurement_time(Duration::from_secs(5));
     let mut bare = handler();
-    group.bench_function("bare", |b| {
-        b.iter(|| drop(black_box(one_request(&mut bare, &uri))))
+    each("bare", &mut |uri| {
+        drop(black_box(one_request(&mut bare, uri)))
     });
     let mut layered = ZddLayer::new(handle.clone())
         .exempt("/metrics")
         .layer(handler());
-    group.bench_function("zdd_layer", |b| {
-        b.iter(|| drop(black_box(one_request(&mut layered, &uri))))
+    each("zdd_layer", &mut |uri| {
+        drop(black_box(one_request(&mut layered, uri)));
     });
     // As zdd's own loop serves it: counted on its connection.
     let connection = handle.track_connection();
     let mut on_connection = layered.for_connection(&connection);
-    group.bench_function("zdd_layer_on_connection", |b| {
-        b.iter(|| drop(black_box(one_request(&mut on_connection, &uri))))
+    each("zdd_layer_on_connection", &mut |uri| {
+        drop(black_box(one_request(&mut on_connection, uri)));
     });
     let mut floor = CountingLayer::default().layer(handler());
-    group.bench_function("counting_floor", |b| {
-        b.iter(|| drop(black_box(one_request(&mut floor, &uri))))
+    each("counting_floor", &mut |uri| {
+        drop(black_box(one_request(&mut floor, uri)));
     });
     // The opt-in per-version metrics, recording into Prometheus' exporter.
     #[cfg(feature = "metrics")]
@@ -119,11 +122,43 @@ fn layer(c: &mut Criterion) {
             zdd_core::layer::RequestMetricsLayer::new("v2")
         });
         let mut recorded = metrics.layer(handler());
-        group.bench_function("request_metrics", |b| {
-            b.iter(|| drop(black_box(one_request(&mut recorded, &uri))))
+        each("request_metrics", &mut |uri| {
+            drop(black_box(one_request(&mut recorded, uri)));
         });
     }
+}
+
+/// The path every benchmarked request asks for.
+const PATH: &str = "/api/orders/42";
+
+fn layer(c: &mut Criterion) {
+    let uri: Uri = PATH.parse().unwrap();
+    let mut group = c.benchmark_group("one_request");
+    group.measurement_time(Duration::from_secs(5));
+    with_services(&mut |name, send| {
+        group.bench_function(name, |b| b.iter(|| send(&uri)));
+    });
     group.finish();
+}
+
+/// `--count SERVICE N`: sends N requests through one of the services and exits, for
+/// `benches/instructions --layer`, which counts the instructions of N and 2N under
+/// callgrind.
+fn count(service: &str, requests: u64) {
+    let uri: Uri = PATH.parse().unwrap();
+    let mut found = false;
+    with_services(&mut |name, send| {
+        if name == service {
+            found = true;
+            for _ in 0..requests {
+                send(&uri);
+            }
+        }
+    });
+    if !found {
+        eprintln!("--count: no service named {service:?}");
+        std::process::exit(2);
+    }
 }
 
 /// The floor of a request-counting layer: each request holds a reference to one shared
@@ -228,4 +263,21 @@ fn floor(c: &mut Criterion) {
 }
 
 criterion_group!(benches, guards, layer, floor);
-criterion_main!(benches);
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|arg| arg == "--count") {
+        let (Some(service), Some(requests)) = (args.get(at + 1), args.get(at + 2)) else {
+            eprintln!("--count SERVICE N");
+            std::process::exit(2);
+        };
+        let Ok(requests) = requests.parse() else {
+            eprintln!("--count: {requests:?} is not a number of requests");
+            std::process::exit(2);
+        };
+        count(service, requests);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
