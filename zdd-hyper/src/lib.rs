@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | Starting, Serving | accepting | served; idle ones closed after [`Serve::idle_timeout`] |
 //! | Unready | **still accepting** | HTTP/1 responses carry `Connection: close`; HTTP/2 connections get the graceful GOAWAY, their open streams finish |
-//! | Draining | the backlog is served, then the listener closes | graceful close: idle HTTP/1 closed (one that answered less than 1 s ago, at most a quarter of the drain timeout, once quiet that long; one whose next head is arriving after that request), in-flight requests finish, HTTP/2 GOAWAY |
+//! | Draining | the backlog is served, then the listener closes | graceful close: idle HTTP/1 closed after one more read of its socket (one that answered less than 1 s ago, at most a quarter of the drain timeout, once quiet that long; one whose next head is arriving after that request), in-flight requests finish, HTTP/2 GOAWAY |
 //! | Forcing | closed | every remaining connection is closed, upgraded ones too |
 //!
 //! Every connection is bounded: one that never sends a byte is closed after
