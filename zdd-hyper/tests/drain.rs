@@ -229,13 +229,13 @@ async fn a_request_that_reached_an_idle_connection_as_the_drain_began_is_served(
     // (with `Connection: close` when the drain had begun, as a keep-alive answer when it
     // was served just before). On the runtime's worker threads, as a server runs; without
     // the last look at the socket this failed within a few rounds.
-    for _ in 0..40 {
-        let server = start(config(0, 400)).await;
+    for _ in 0..30 {
+        let server = start(config(0, 800)).await;
         let mut client = RawClient::connect(server.addr).await;
         client.get("/").await.unwrap();
-        // Idle for longer than the quiet time (100 ms: a quarter of this drain timeout),
+        // Idle for longer than the quiet time (200 ms: a quarter of this drain timeout),
         // the scenario, not a synchronisation.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
         client.send("GET / HTTP/1.1\r\nHost: test\r\n\r\n").await;
         server.handle.shutdown();
         let next = client
