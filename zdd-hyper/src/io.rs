@@ -14,7 +14,7 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::{Instant, Sleep, sleep_until},
 };
-use zdd_core::PhaseReached;
+use zdd_core::{PhaseReached, Protocol};
 
 use crate::state::ConnState;
 
@@ -38,6 +38,10 @@ pub(crate) struct TrackedIo<I> {
     inner: Option<I>,
     /// Holds the connection's guard.
     state: Arc<ConnState>,
+    /// The connection's protocol, once its first request told it. An HTTP/2 connection's
+    /// stream needs none of the checks below: it stays open at forcing, has no request
+    /// heads to time, and is never upgraded, so its reads and writes read no shared state.
+    protocol: Option<Protocol>,
     /// Forcing, waited for once the connection is upgraded.
     forced: Option<PhaseReached>,
     header_timeout: Duration,
@@ -58,11 +62,22 @@ impl<I> TrackedIo<I> {
         Self {
             inner: Some(inner),
             state,
+            protocol: None,
             forced: None,
             header_timeout,
             head_deadline: None,
             on_drop,
         }
+    }
+
+    /// Whether the connection speaks HTTP/2 (read from the guard until its first request
+    /// has begun, then kept).
+    #[inline]
+    fn is_http2(&mut self) -> bool {
+        if self.protocol.is_none() {
+            self.protocol = self.state.guard.protocol();
+        }
+        self.protocol == Some(Protocol::Http2)
     }
 
     /// Whether the head now arriving is past its deadline. Arms the deadline for a head
@@ -108,9 +123,7 @@ impl<I: Unpin> TrackedIo<I> {
     /// open streams then go out, and closes it (`Deadlines::flush_at_forcing`).
     #[inline]
     fn stream(&mut self) -> io::Result<Pin<&mut I>> {
-        if self.state.guard.must_fail_io()
-            && self.state.guard.protocol() != Some(zdd_core::Protocol::Http2)
-        {
+        if !self.is_http2() && self.state.guard.must_fail_io() {
             self.inner = None;
         }
         self.inner.as_mut().map(Pin::new).ok_or_else(aborted)
@@ -122,7 +135,7 @@ impl<I: Unpin> TrackedIo<I> {
     #[inline]
     fn pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         if self.forced.is_none() {
-            if !self.state.guard.is_upgraded() {
+            if self.is_http2() || !self.state.guard.is_upgraded() {
                 return Poll::Pending;
             }
             self.forced = Some(self.state.guard.io_fails());
@@ -147,6 +160,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for TrackedIo<I> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.is_http2() {
+            return this.stream()?.poll_read(cx, buf);
+        }
         let before = buf.filled().len();
         match this.stream()?.poll_read(cx, buf) {
             Poll::Pending if this.head_expired(cx) => {
