@@ -26,12 +26,16 @@ use axum::{Router, routing::get, serve::ListenerExt};
 /// The servers compared by default, then those run only when asked for by name:
 /// `hyper-util-timeout` is hyper-util with hyper's HTTP/1 header read timeout on (10 s, zdd's
 /// default header timeout): the peer that bounds slow request heads, as zdd does.
-const SERVERS: [&str; 5] = [
+/// `hyper-util-counting` is hyper-util with the least any request tracker does (one shared
+/// in-flight count, its guard carried in the response body; `common/counting.rs`): the
+/// floor under what tracking requests costs.
+const SERVERS: [&str; 6] = [
     "axum",
     "axum-graceful",
     "hyper-util",
     "zdd",
     "hyper-util-timeout",
+    "hyper-util-counting",
 ];
 const DEFAULT_SERVERS: usize = 4;
 /// `h2load` is h2c too, loaded by h2load (nghttp2) with 10 streams at a time per connection:
@@ -335,6 +339,10 @@ fn server(kind: &str) {
             "hyper-util-timeout" => {
                 let timeout = Some(std::time::Duration::from_secs(10));
                 common::hyper_util_graceful(listener, app(), terminate, timeout).await;
+            }
+            "hyper-util-counting" => {
+                let counted = common::counting::Counting::new(app());
+                common::hyper_util_graceful(listener, counted, terminate, None).await;
             }
             _ => {
                 let mut lifecycle = zdd::Lifecycle::new(zdd::Config::default());

@@ -11,6 +11,8 @@ use std::{
 use http::{Request, Response};
 use hyper::body::Incoming;
 
+pub(crate) mod counting;
+
 /// The value after `--name` on the command line.
 pub(crate) fn value(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
