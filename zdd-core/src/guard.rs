@@ -176,20 +176,21 @@ impl RequestGuard {
     #[inline]
     pub(crate) fn new(shared: Arc<Shared>, request: Option<(&Method, &str)>) -> Self {
         shared.work().requests().acquire();
-        Self::with_owner(Owner::Lifecycle(shared), Count::Lifecycle, request)
+        Self::with_owner(Owner::Lifecycle(shared), Count::Lifecycle, request, None)
     }
 
     /// An exempt request, not counted: it only reads the phase.
     #[cfg(feature = "tower")]
     pub(crate) fn exempt(shared: Arc<Shared>) -> Self {
-        Self::with_owner(Owner::Lifecycle(shared), Count::Not, None)
+        Self::with_owner(Owner::Lifecycle(shared), Count::Not, None, None)
     }
 
     /// A request on `connection` (whose server told it the request began,
     /// [`ConnectionGuard::request_begins`](crate::ConnectionGuard::request_begins)), which
     /// stays counted until the request ends; an HTTP/1 request's end tells the connection
     /// it is between requests. Counted as in flight, and named for the forced-close log,
-    /// when `counted` (an exempt request is not).
+    /// when `counted` (an exempt request is not). Its age counts from when the server told
+    /// the connection it began: the clock is read once per request.
     #[cfg(feature = "tower")]
     #[inline]
     pub(crate) fn on_connection<B>(
@@ -201,6 +202,7 @@ impl RequestGuard {
             true => Count::Shard(connection.shared.work().connection_requests().add()),
             false => Count::Not,
         };
+        let started = connection.last_active();
         let owner = Owner::Connection {
             connection: Arc::clone(connection),
             http1: crate::Protocol::of(request.version()) == crate::Protocol::Http1,
@@ -210,6 +212,7 @@ impl RequestGuard {
             owner,
             count,
             counted.then(|| (request.method(), request.uri().path())),
+            Some(started),
         )
     }
 
@@ -235,9 +238,16 @@ impl RequestGuard {
     }
 
     // Always inlined: returned by value from a call, the guard (72 bytes) is copied once
-    // more; inlined into the layer's call, it is built where it stays.
+    // more; inlined into the layer's call, it is built where it stays. `started`: when the
+    // request began, if known (`None`: now). The clock is read after the name is copied:
+    // read before, as an argument, it makes the guard be built aside and copied.
     #[inline(always)]
-    fn with_owner(owner: Owner, count: Count, request: Option<(&Method, &str)>) -> Self {
+    fn with_owner(
+        owner: Owner,
+        count: Count,
+        request: Option<(&Method, &str)>,
+        started: Option<coarsetime::Instant>,
+    ) -> Self {
         let name = match request {
             Some((method, path)) => RequestName::new(method, path),
             None => RequestName::UNNAMED,
@@ -245,8 +255,7 @@ impl RequestGuard {
         Self {
             owner,
             count,
-            // Not `now()`, which also writes a process-wide cache line on every call.
-            started: coarsetime::Instant::now_without_cache_update(),
+            started: started.unwrap_or_else(now),
             name,
             finished: false,
         }
@@ -264,7 +273,7 @@ impl RequestGuard {
     /// resolution, which is what a log line needs and a tenth of the cost of a precise one).
     #[must_use]
     pub fn age(&self) -> Duration {
-        (coarsetime::Instant::now_without_cache_update() - self.started).into()
+        (now() - self.started).into()
     }
 
     /// The current phase, read with one atomic load.
@@ -279,6 +288,13 @@ impl RequestGuard {
     pub fn finish(mut self) {
         self.finished = true;
     }
+}
+
+/// The coarse clock now. Not `coarsetime::Instant::now()`, which also writes a
+/// process-wide cache line on every call.
+#[inline(always)]
+fn now() -> coarsetime::Instant {
+    coarsetime::Instant::now_without_cache_update()
 }
 
 impl Drop for RequestGuard {
