@@ -369,7 +369,7 @@ fn server(kind: &str) {
                     listener,
                     handler(Arc::clone(&done)),
                     common::sigterm(),
-                    None,
+                    common::Protections::default(),
                 )
                 .await;
                 (drain, Instant::now())

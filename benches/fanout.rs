@@ -276,7 +276,8 @@ fn server(kind: &str) {
                         token.cancel();
                     }
                 };
-                common::hyper_util_graceful(listener, service, terminate, None).await;
+                let protections = common::Protections::default();
+                common::hyper_util_graceful(listener, service, terminate, protections).await;
             }
         }
         let returned = Instant::now();

@@ -22,21 +22,35 @@ mod common;
 use std::{collections::BTreeMap, path::Path};
 
 use axum::{Router, routing::get, serve::ListenerExt};
+use common::{
+    Protections,
+    counting::{Counting, Name, Unnamed},
+};
 
 /// The servers compared by default, then those run only when asked for by name:
 /// `hyper-util-timeout` is hyper-util with hyper's HTTP/1 header read timeout on (10 s, zdd's
 /// default header timeout): the peer that bounds slow request heads, as zdd does.
 /// `hyper-util-counting` is hyper-util with the least any request tracker does (one shared
 /// in-flight count, its guard carried in the response body; `common/counting.rs`): the
-/// floor under what tracking requests costs.
-const SERVERS: [&str; 6] = [
+/// floor under what tracking requests costs. `hyper-util-named` adds what the forced-close
+/// log needs (each guard carries the request's method, the start of its path and its start
+/// time, as zdd's does), and `hyper-util-duties` adds to that the header timeout and an idle
+/// timeout (`common/idle.rs`: one armed timer per connection, as zdd's connections have):
+/// the floor under what zdd's design asks of each request and connection.
+const SERVERS: [&str; 8] = [
     "axum",
     "axum-graceful",
     "hyper-util",
     "zdd",
     "hyper-util-timeout",
     "hyper-util-counting",
+    "hyper-util-named",
+    "hyper-util-duties",
 ];
+/// zdd's default header and idle timeouts (`ZDD_HEADER_TIMEOUT`, `ZDD_IDLE_TIMEOUT`), for
+/// the peers that bound the same.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(620);
 const DEFAULT_SERVERS: usize = 4;
 /// `h2load` is h2c too, loaded by h2load (nghttp2) with 10 streams at a time per connection:
 /// asked for by name (`--protocols http1,h2c,h2load`).
@@ -334,15 +348,33 @@ fn server(kind: &str) {
                     .unwrap();
             }
             "hyper-util" => {
-                common::hyper_util_graceful(listener, app(), terminate, None).await;
+                common::hyper_util_graceful(listener, app(), terminate, Protections::default())
+                    .await;
             }
             "hyper-util-timeout" => {
-                let timeout = Some(std::time::Duration::from_secs(10));
-                common::hyper_util_graceful(listener, app(), terminate, timeout).await;
+                let protections = Protections {
+                    header_timeout: Some(HEADER_TIMEOUT),
+                    ..Protections::default()
+                };
+                common::hyper_util_graceful(listener, app(), terminate, protections).await;
             }
             "hyper-util-counting" => {
-                let counted = common::counting::Counting::new(app());
-                common::hyper_util_graceful(listener, counted, terminate, None).await;
+                let counted = Counting::<_, Unnamed>::new(app());
+                common::hyper_util_graceful(listener, counted, terminate, Protections::default())
+                    .await;
+            }
+            "hyper-util-named" => {
+                let counted = Counting::<_, Name>::new(app());
+                common::hyper_util_graceful(listener, counted, terminate, Protections::default())
+                    .await;
+            }
+            "hyper-util-duties" => {
+                let counted = Counting::<_, Name>::new(app());
+                let protections = Protections {
+                    header_timeout: Some(HEADER_TIMEOUT),
+                    idle_timeout: Some(IDLE_TIMEOUT),
+                };
+                common::hyper_util_graceful(listener, counted, terminate, protections).await;
             }
             _ => {
                 let mut lifecycle = zdd::Lifecycle::new(zdd::Config::default());

@@ -12,6 +12,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 pub(crate) mod counting;
+pub(crate) mod idle;
 
 /// The value after `--name` on the command line.
 pub(crate) fn value(name: &str) -> Option<String> {
@@ -34,17 +35,25 @@ pub(crate) async fn sigterm() {
     term.recv().await;
 }
 
+/// What a peer server bounds besides what hyper-util does by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Protections {
+    /// hyper's HTTP/1 header read timeout (its timer armed while a connection waits for a
+    /// request head, as zdd's connections are): what a hyper-util server that bounds slow
+    /// request heads pays.
+    pub(crate) header_timeout: Option<Duration>,
+    /// Connections that read nothing this long are closed (`idle.rs`).
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
 /// The status quo: hyper-util's auto builder with `GracefulShutdown`, serving `service`
 /// until `terminate` completes, then shut down gracefully. Returns how long the graceful
-/// shutdown took. Sets `TCP_NODELAY`, as zdd's listener does. With `header_timeout`,
-/// hyper's HTTP/1 header read timeout is on (its timer armed while a connection waits for a
-/// request head, as zdd's connections are): what a hyper-util server that bounds slow
-/// request heads pays.
+/// shutdown took. Sets `TCP_NODELAY`, as zdd's listener does.
 pub(crate) async fn hyper_util_graceful<S, B>(
     listener: tokio::net::TcpListener,
     service: S,
     terminate: impl Future<Output = ()>,
-    header_timeout: Option<Duration>,
+    protections: Protections,
 ) -> Duration
 where
     S: tower::Service<Request<Incoming>, Response = Response<B>, Error = std::convert::Infallible>
@@ -63,7 +72,7 @@ where
         service::TowerToHyperService,
     };
     let mut builder = Builder::new(TokioExecutor::new());
-    if let Some(timeout) = header_timeout {
+    if let Some(timeout) = protections.header_timeout {
         builder
             .http1()
             .timer(hyper_util::rt::TokioTimer::new())
@@ -76,9 +85,23 @@ where
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                let service = TowerToHyperService::new(service.clone());
+                let Some(idle) = protections.idle_timeout else {
+                    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let connection = graceful.watch(connection.into_owned());
+                    tokio::spawn(async move { let _ = connection.await; });
+                    continue;
+                };
+                let activity = idle::activity();
+                let stream = idle::ActiveIo::new(stream, std::sync::Arc::clone(&activity));
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move { let _ = connection.await; });
+                let (open, closed) = tokio::sync::oneshot::channel::<()>();
+                let task = tokio::spawn(async move {
+                    let _open = open;
+                    let _ = connection.await;
+                });
+                tokio::spawn(idle::watch(activity, idle, closed, task.abort_handle()));
             }
             () = &mut terminate => break,
         }
