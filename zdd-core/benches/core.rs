@@ -5,7 +5,9 @@
 //! and `one_request/counting_floor`, the least a layer that counts each request until its
 //! response body ends can do (a reference to a shared count, an increment, a decrement,
 //! and a guard carried by the response future and body), with none of zdd's naming, phase
-//! or path checks.
+//! or path checks; `one_request/named_floor` adds what the forced-close log needs (the
+//! guard carries the method, the start of the path and the start time). Both are the
+//! throughput driver's floors (`benches/common/counting.rs` at the workspace's root).
 //!
 //! Run with `cargo bench -p zdd-core --features tower --bench core`; with `metrics` too, it
 //! also measures `RequestMetricsLayer` (`one_request/request_metrics`).
@@ -14,7 +16,7 @@ use std::{
     convert::Infallible,
     future::Future,
     hint::black_box,
-    pin::{Pin, pin},
+    pin::pin,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -29,6 +31,11 @@ use http::{Request, Response, Uri};
 use http_body_util::Empty;
 use tower::{Layer, Service, service_fn};
 use zdd_core::{Config, Lifecycle, layer::ZddLayer};
+
+#[path = "../../benches/common/counting.rs"]
+mod counting;
+
+use counting::{Counting, Name, Unnamed};
 
 fn guards(c: &mut Criterion) {
     let lifecycle = Lifecycle::new(Config::default());
@@ -83,7 +90,7 @@ where
 type SendOne<'a> = dyn FnMut(&Uri) + 'a;
 
 /// Builds each service compared (the bare handler, `ZddLayer` alone and counted on a
-/// connection, the counting floor, and with `metrics` the request metrics) and hands
+/// connection, the counting and named floors, and with `metrics` the request metrics) and hands
 /// `each` its name and a function that sends it one request: the same services for
 /// criterion and for `--count`.
 fn with_services(each: &mut dyn FnMut(&str, &mut SendOne<'_>)) {
@@ -110,9 +117,13 @@ fn with_services(each: &mut dyn FnMut(&str, &mut SendOne<'_>)) {
     each("zdd_layer_on_connection", &mut |uri| {
         drop(black_box(one_request(&mut on_connection, uri)));
     });
-    let mut floor = CountingLayer::default().layer(handler());
+    let mut floor = Counting::<_, Unnamed>::new(handler());
     each("counting_floor", &mut |uri| {
         drop(black_box(one_request(&mut floor, uri)));
+    });
+    let mut named = Counting::<_, Name>::new(handler());
+    each("named_floor", &mut |uri| {
+        drop(black_box(one_request(&mut named, uri)));
     });
     // The opt-in per-version metrics, recording into Prometheus' exporter.
     #[cfg(feature = "metrics")]
@@ -159,90 +170,6 @@ fn count(service: &str, requests: u64) {
         eprintln!("--count: no service named {service:?}");
         std::process::exit(2);
     }
-}
-
-/// The floor of a request-counting layer: each request holds a reference to one shared
-/// count, incremented at the call and decremented when its response body ends or is
-/// dropped. No phase, no names, no probe or exempt paths, no waking of a waiter.
-#[derive(Clone, Default)]
-struct CountingLayer(Arc<AtomicUsize>);
-
-/// Counts one request while alive.
-struct Counted(Arc<AtomicUsize>);
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Release);
-    }
-}
-
-#[derive(Clone)]
-struct CountingService<S> {
-    count: Arc<AtomicUsize>,
-    inner: S,
-}
-
-impl<S> Layer<S> for CountingLayer {
-    type Service = CountingService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        CountingService {
-            count: Arc::clone(&self.0),
-            inner,
-        }
-    }
-}
-
-impl<S, B> Service<Request<()>> for CountingService<S>
-where
-    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
-{
-    type Response = Response<CountedBody<B>>;
-    type Error = Infallible;
-    type Future = CountedFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<()>) -> Self::Future {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        let counted = Counted(Arc::clone(&self.count));
-        CountedFuture {
-            future: self.inner.call(request),
-            counted: Some(counted),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    struct CountedFuture<F> {
-        #[pin]
-        future: F,
-        counted: Option<Counted>,
-    }
-}
-
-impl<F: Future<Output = Result<Response<B>, Infallible>>, B> Future for CountedFuture<F> {
-    type Output = Result<Response<CountedBody<B>>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = match this.future.poll(cx) {
-            Poll::Ready(Ok(response)) => response,
-            Poll::Ready(Err(never)) => match never {},
-            Poll::Pending => return Poll::Pending,
-        };
-        let counted = this.counted.take();
-        Poll::Ready(Ok(response.map(|body| CountedBody { body, counted })))
-    }
-}
-
-/// The response body, holding the count until it is dropped (the benchmark drops it).
-struct CountedBody<B> {
-    #[allow(dead_code)] // carried, as a real body would be
-    body: B,
-    #[allow(dead_code)] // released when dropped
-    counted: Option<Counted>,
 }
 
 /// A guard is two pairs of atomic read-modify-writes (the lifecycle's reference count and
