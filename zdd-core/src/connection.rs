@@ -228,6 +228,14 @@ impl ConnectionInner {
         coarsetime::Instant::from_u64(self.last_active.load(Ordering::Relaxed))
     }
 
+    /// Moves the last activity `by` into the past, for tests of what counts from it.
+    #[cfg(all(test, feature = "tower"))]
+    pub(crate) fn backdate(&self, by: Duration) {
+        let then = coarsetime::Instant::from_u64(self.last_active.load(Ordering::Relaxed))
+            - coarsetime::Duration::from(by);
+        self.last_active.store(then.as_ticks(), Ordering::Relaxed);
+    }
+
     /// An HTTP/1 request's response started with `status`: a `101`, or a success answering
     /// `CONNECT`, hands the connection to another protocol.
     #[cfg(feature = "tower")]
@@ -306,40 +314,5 @@ impl fmt::Debug for ConnectionGuard {
             .field("protocol", &self.protocol())
             .field("idle_for", &self.idle_for())
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(all(test, feature = "tower"))]
-mod tests {
-    use std::{sync::atomic::Ordering, time::Duration};
-
-    use http::{Request, Version};
-
-    use crate::{Config, Lifecycle, guard::RequestGuard};
-
-    /// A request on a connection takes its start from the connection, which read the clock
-    /// when the server told it the request began: one clock read per request, and the age
-    /// the forced-close log gives counts from the request's beginning.
-    #[test]
-    fn a_request_on_a_connection_is_as_old_as_its_beginning() {
-        let lifecycle = Lifecycle::new(Config::default());
-        let connection = lifecycle.handle().track_connection();
-        connection.request_begins(Version::HTTP_2);
-        let began =
-            coarsetime::Instant::now_without_cache_update() - coarsetime::Duration::from_secs(5);
-        connection
-            .inner()
-            .last_active
-            .store(began.as_ticks(), Ordering::Relaxed);
-        let request = Request::get("/slow")
-            .version(Version::HTTP_2)
-            .body(())
-            .unwrap();
-        let guard = RequestGuard::on_connection(connection.inner(), &request, true);
-        let age = guard.age();
-        assert!(
-            (Duration::from_secs(5)..Duration::from_secs(60)).contains(&age),
-            "{age:?}"
-        );
     }
 }

@@ -431,6 +431,32 @@ mod tests {
         assert_eq!(RequestName::UNNAMED.parts(), ("", ""));
     }
 
+    /// A request on a connection takes its start from the connection, which read the
+    /// clock when the server told it the request began: one clock read per request, and
+    /// the age the forced-close log gives counts from the request's beginning.
+    #[cfg(feature = "tower")]
+    #[test]
+    fn a_request_on_a_connection_is_as_old_as_its_beginning() {
+        use std::time::Duration;
+
+        use http::{Request, Version};
+
+        let lifecycle = Lifecycle::new(Config::default());
+        let connection = lifecycle.handle().track_connection();
+        connection.request_begins(Version::HTTP_2);
+        connection.inner().backdate(Duration::from_secs(5));
+        let request = Request::get("/slow")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
+        let guard = super::RequestGuard::on_connection(connection.inner(), &request, true);
+        let age = guard.age();
+        assert!(
+            (Duration::from_secs(5)..Duration::from_secs(60)).contains(&age),
+            "{age:?}"
+        );
+    }
+
     #[test]
     fn a_guard_stays_small_enough_to_move_without_memcpy() {
         assert_eq!(std::mem::size_of::<super::RequestGuard>(), 72);
