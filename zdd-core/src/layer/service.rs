@@ -51,6 +51,10 @@ impl<S> Zdd<S> {
     /// requests on other connections touch, no reference count and no count shared by all
     /// of them. zdd-hyper's server serves each connection this way.
     ///
+    /// The server tells the connection when each request begins
+    /// ([`ConnectionGuard::request_begins`]): a request's age, which the forced-close log
+    /// gives, counts from then.
+    ///
     /// # Examples
     ///
     /// ```
