@@ -76,6 +76,18 @@ impl RequestName {
         name
     }
 
+    /// The name of `request`, if named. Callers name a request before counting it: the
+    /// count's atomic operations then wait for the name's bytes to be written, and the
+    /// guard's moves read them back from the cache instead of stalling on stores still in
+    /// flight.
+    #[inline(always)]
+    fn of(request: Option<(&Method, &str)>) -> Self {
+        match request {
+            Some((method, path)) => Self::new(method, path),
+            None => Self::UNNAMED,
+        }
+    }
+
     #[cold]
     fn extension(method: &str, path: &str) -> Self {
         let mut name = Self {
@@ -174,15 +186,22 @@ impl Owner {
 
 impl RequestGuard {
     #[inline]
-    pub(crate) fn new(shared: Arc<Shared>, request: Option<(&Method, &str)>) -> Self {
+    pub(crate) fn new(shared: &Arc<Shared>, request: Option<(&Method, &str)>) -> Self {
+        let name = RequestName::of(request);
+        let shared = Arc::clone(shared);
         shared.work().requests().acquire();
-        Self::with_owner(Owner::Lifecycle(shared), Count::Lifecycle, request, None)
+        Self::with_owner(Owner::Lifecycle(shared), Count::Lifecycle, name, None)
     }
 
     /// An exempt request, not counted: it only reads the phase.
     #[cfg(feature = "tower")]
     pub(crate) fn exempt(shared: Arc<Shared>) -> Self {
-        Self::with_owner(Owner::Lifecycle(shared), Count::Not, None, None)
+        Self::with_owner(
+            Owner::Lifecycle(shared),
+            Count::Not,
+            RequestName::UNNAMED,
+            None,
+        )
     }
 
     /// A request on `connection` (whose server told it the request began,
@@ -198,6 +217,7 @@ impl RequestGuard {
         request: &http::Request<B>,
         counted: bool,
     ) -> Self {
+        let name = RequestName::of(counted.then(|| (request.method(), request.uri().path())));
         let count = match counted {
             true => Count::Shard(connection.shared.work().connection_requests().add()),
             false => Count::Not,
@@ -208,12 +228,7 @@ impl RequestGuard {
             http1: crate::Protocol::of(request.version()) == crate::Protocol::Http1,
             connect: request.method() == Method::CONNECT,
         };
-        Self::with_owner(
-            owner,
-            count,
-            counted.then(|| (request.method(), request.uri().path())),
-            Some(started),
-        )
+        Self::with_owner(owner, count, name, Some(started))
     }
 
     /// Whether the request is counted as in flight (an exempt one is not).
@@ -239,19 +254,14 @@ impl RequestGuard {
 
     // Always inlined: returned by value from a call, the guard (72 bytes) is copied once
     // more; inlined into the layer's call, it is built where it stays. `started`: when the
-    // request began, if known (`None`: now). The clock is read after the name is copied:
-    // read before, as an argument, it makes the guard be built aside and copied.
+    // request began, if known (`None`: now).
     #[inline(always)]
     fn with_owner(
         owner: Owner,
         count: Count,
-        request: Option<(&Method, &str)>,
+        name: RequestName,
         started: Option<coarsetime::Instant>,
     ) -> Self {
-        let name = match request {
-            Some((method, path)) => RequestName::new(method, path),
-            None => RequestName::UNNAMED,
-        };
         Self {
             owner,
             count,
@@ -287,6 +297,17 @@ impl RequestGuard {
     #[inline]
     pub fn finish(mut self) {
         self.finished = true;
+    }
+
+    /// Marks the request complete and releases it where it lies: the guard is not moved
+    /// out first (it is 72 bytes, and copying what was just written stalls the CPU).
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn finish_in_place(guard: &mut Option<Self>) {
+        if let Some(guard) = guard {
+            guard.finished = true;
+        }
+        *guard = None;
     }
 }
 

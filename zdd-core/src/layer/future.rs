@@ -117,67 +117,100 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().inner.project() {
             InnerProj::Served {
                 future,
                 guard,
                 http1,
-                forced,
+                forced: forced @ None,
             } => {
-                let answered = ready!(Forced::poll_unless_forced(
-                    forced.as_deref_mut(),
-                    cx,
-                    |cx| future.poll(cx)
-                ));
-                let Some(result) = answered else {
-                    // Not answered at forcing: answered the protocol's way, and counted
-                    // (and logged) as aborted when its guard goes.
-                    let Some(end) = forced.take() else {
-                        unreachable!("only a request that ends at forcing is answered so")
-                    };
-                    let response = end.answer();
-                    drop(guard.take());
-                    return Poll::Ready(Ok(
-                        response.map(|()| ResponseBody::full(Bytes::new(), None))
-                    ));
-                };
-                let mut response = result?;
-                let Some(guard) = guard.take() else {
-                    unreachable!("ResponseFuture polled after completion")
-                };
-                guard.responded(response.status());
-                close_if_shutting_down(&mut response, *http1, guard.phase());
-                // An empty body may never be polled: the request is complete already.
-                let guard = if response.body().is_end_stream() {
-                    guard.finish();
-                    None
-                } else {
-                    Some(guard)
-                };
-                let forced = forced.take().filter(|_| guard.is_some());
-                Poll::Ready(Ok(
-                    response.map(|body| ResponseBody::tracked(body, guard, forced))
-                ))
+                let result = ready!(future.poll(cx));
+                Poll::Ready(result.map(|response| answered(response, guard, *http1, forced)))
             }
-            InnerProj::Probe { future, end } => {
-                let response = ready!(future.as_mut().poll(cx));
-                let end = end.take();
-                Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, end))))
+            // Kept out of line, so that the common answer's path is small enough to be
+            // inlined where the future is polled.
+            other => poll_rare(other, cx),
+        }
+    }
+}
+
+/// The service's answer: the guard moves into the body, or ends here with an empty one.
+#[inline(always)]
+fn answered<B: Body>(
+    mut response: Response<B>,
+    guard: &mut Option<RequestGuard>,
+    http1: bool,
+    forced: &mut Option<Box<Forced>>,
+) -> Response<ResponseBody<B>> {
+    let Some(in_flight) = guard.as_ref() else {
+        unreachable!("ResponseFuture polled after completion")
+    };
+    in_flight.responded(response.status());
+    close_if_shutting_down(&mut response, http1, in_flight.phase());
+    // An empty body may never be polled: the request is complete already. The guard is
+    // released where it lies, or moved once, into the body.
+    if response.body().is_end_stream() {
+        RequestGuard::finish_in_place(guard);
+        return response.map(|body| ResponseBody::tracked(body, None, None));
+    }
+    let (guard, forced) = (guard.take(), forced.take());
+    response.map(|body| ResponseBody::tracked(body, guard, forced))
+}
+
+/// A request the layer ends at forcing ([`ZddLayer::end_forced_with`](super::ZddLayer::end_forced_with)),
+/// a probe, or a late request rejected.
+#[inline(never)]
+fn poll_rare<F, B, E>(
+    inner: InnerProj<'_, F>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<ResponseBody<B>>, E>>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body,
+{
+    match inner {
+        InnerProj::Served {
+            future,
+            guard,
+            http1,
+            forced,
+        } => {
+            let answer = ready!(Forced::poll_unless_forced(
+                forced.as_deref_mut(),
+                cx,
+                |cx| future.poll(cx)
+            ));
+            let Some(result) = answer else {
+                // Not answered at forcing: answered the protocol's way, and counted (and
+                // logged) as aborted when its guard goes.
+                let Some(end) = forced.take() else {
+                    unreachable!("only a request that ends at forcing is answered so")
+                };
+                let response = end.answer();
+                drop(guard.take());
+                return Poll::Ready(Ok(response.map(|()| ResponseBody::full(Bytes::new(), None))));
+            };
+            Poll::Ready(result.map(|response| answered(response, guard, *http1, forced)))
+        }
+        InnerProj::Probe { future, end } => {
+            let response = ready!(future.as_mut().poll(cx));
+            let end = end.take();
+            Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, end))))
+        }
+        InnerProj::Rejected {
+            retry_after,
+            http1,
+            end,
+            answered,
+        } => {
+            if std::mem::replace(answered, true) {
+                unreachable!("ResponseFuture polled after completion")
             }
-            InnerProj::Rejected {
-                retry_after,
-                http1,
-                end,
-                answered,
-            } => {
-                if std::mem::replace(answered, true) {
-                    unreachable!("ResponseFuture polled after completion")
-                }
-                let response = rejection(*retry_after, *http1);
-                let end = end.take();
-                Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, end))))
-            }
+            let response = rejection(*retry_after, *http1);
+            let end = end.take();
+            Poll::Ready(Ok(response.map(|data| ResponseBody::full(data, end))))
         }
     }
 }

@@ -3,7 +3,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use tower_service::Service;
 
 use super::{ResponseFuture, forced::Forced, layer::Settings};
@@ -116,103 +116,106 @@ where
         self.inner.poll_ready(cx)
     }
 
+    // The request is handed on from one place, and what is kept out of line (the special
+    // paths, the 503) is given its parts, never a reference to it: a reference that
+    // escapes into a call the compiler cannot see through makes it copy the request (224
+    // bytes) before handing it on.
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if self.scope.settings.may_be_special(request.uri().path()) {
-            return self.call_special(request);
-        }
-        self.call_counted(request)
-    }
-}
-
-impl<S> Zdd<S> {
-    /// A request that is neither a probe nor exempt: counted, or rejected late.
-    #[inline(always)]
-    fn call_counted<ReqBody>(&mut self, request: Request<ReqBody>) -> ResponseFuture<S::Future>
-    where
-        S: Service<Request<ReqBody>>,
-    {
         let settings = &*self.scope.settings;
-        if let LateRequests::Reject { retry_after } = settings.late
+        let counted = !settings.may_be_special(request.uri().path())
+            || match self.special(request.uri().path(), request.version()) {
+                Special::Probe(answer) => return answer,
+                Special::Exempt => false,
+                Special::Counted => true,
+            };
+        if counted
+            && let LateRequests::Reject { retry_after } = settings.late
             && settings.handle.phase() >= Phase::Draining
         {
-            return self.reject(&request, retry_after);
+            return self.reject(
+                request.method().as_str(),
+                request.uri().path(),
+                request.version(),
+                retry_after,
+            );
         }
-        let guard = match &self.scope.connection {
-            Some(connection) => RequestGuard::on_connection(connection, &request, true),
-            None => settings
+        let guard = match (&self.scope.connection, counted) {
+            (Some(connection), _) => RequestGuard::on_connection(connection, &request, counted),
+            (None, true) => settings
                 .handle
                 .track_http_request(request.method(), request.uri().path()),
+            (None, false) => RequestGuard::exempt(Arc::clone(&settings.handle.shared)),
         };
-        let forced = settings.forced.as_ref().map(|headers| {
-            Forced::new(settings.handle.reached(Phase::Forcing), Arc::clone(headers))
-        });
+        let forced = match &settings.forced {
+            Some(headers) if counted => Some(Forced::new(
+                settings.handle.reached(Phase::Forcing),
+                Arc::clone(headers),
+            )),
+            _ => None,
+        };
         let http1 = is_http1(request.version());
         ResponseFuture::served(self.inner.call(request), guard, http1, forced)
     }
+}
 
-    /// A request whose path has the length of a probe's or an exempt path: answered by the
-    /// layer, served uncounted, or counted after all. Kept out of line, so the common call
-    /// stays small.
+/// What a request whose path has the length of a probe's or an exempt path is.
+enum Special<F> {
+    /// A probe, answered by the layer.
+    Probe(ResponseFuture<F>),
+    /// Exempt: served uncounted.
+    Exempt,
+    /// Neither, after all.
+    Counted,
+}
+
+impl<S> Zdd<S> {
+    /// Tells a request whose path may be special apart. Kept out of line, so the common
+    /// call stays small.
     #[inline(never)]
-    fn call_special<ReqBody>(&mut self, request: Request<ReqBody>) -> ResponseFuture<S::Future>
-    where
-        S: Service<Request<ReqBody>>,
-    {
+    fn special<F>(&self, path: &str, version: Version) -> Special<F> {
         let settings = &*self.scope.settings;
-        let path = request.uri().path();
-        let http1 = is_http1(request.version());
         if let Some(probe) = settings
             .probes
             .as_ref()
             .and_then(|paths| paths.probe_for(path))
         {
-            return ResponseFuture::probe(
+            return Special::Probe(ResponseFuture::probe(
                 settings.handle.clone(),
                 probe,
                 settings.verbose,
-                http1,
-                self.request_end(&request),
-            );
+                is_http1(version),
+                self.request_end(version),
+            ));
         }
-        if settings.is_exempt(path) {
-            let guard = match &self.scope.connection {
-                Some(connection) => RequestGuard::on_connection(connection, &request, false),
-                None => RequestGuard::exempt(Arc::clone(&settings.handle.shared)),
-            };
-            return ResponseFuture::served(self.inner.call(request), guard, http1, None);
+        match settings.is_exempt(path) {
+            true => Special::Exempt,
+            false => Special::Counted,
         }
-        self.call_counted(request)
     }
 
     /// A request that came during the drain, answered 503 ([`LateRequests::Reject`]).
     #[cold]
     #[inline(never)]
-    fn reject<ReqBody, F>(
+    fn reject<F>(
         &self,
-        request: &Request<ReqBody>,
+        method: &str,
+        path: &str,
+        version: Version,
         retry_after: std::time::Duration,
     ) -> ResponseFuture<F> {
         self.scope.settings.handle.record_rejected();
-        debug!(
-            method = request.method().as_str(),
-            path = request.uri().path(),
-            "late request rejected"
-        );
-        ResponseFuture::rejected(
-            retry_after,
-            is_http1(request.version()),
-            self.request_end(request),
-        )
+        debug!(method, path, "late request rejected");
+        ResponseFuture::rejected(retry_after, is_http1(version), self.request_end(version))
     }
 
     /// On a connection, the connection is told when each HTTP/1 request is over: by the
     /// request's guard, or for an answer of the layer's own by a marker in its body.
-    fn request_end<ReqBody>(&self, request: &Request<ReqBody>) -> Option<RequestEnd> {
+    fn request_end(&self, version: Version) -> Option<RequestEnd> {
         self.scope
             .connection
             .as_ref()
-            .and_then(|connection| RequestEnd::of(connection, request.version()))
+            .and_then(|connection| RequestEnd::of(connection, version))
     }
 }
 

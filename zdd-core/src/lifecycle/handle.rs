@@ -270,7 +270,7 @@ impl LifecycleHandle {
     /// exempt; call it yourself when serving without the layer.
     #[must_use = "the request is tracked only while the guard is alive"]
     pub fn track_request(&self) -> RequestGuard {
-        RequestGuard::new(Arc::clone(&self.shared), None)
+        RequestGuard::new(&self.shared, None)
     }
 
     /// Tracks one request, named by its method and path for the log line written if it is
@@ -279,7 +279,7 @@ impl LifecycleHandle {
     #[must_use = "the request is tracked only while the guard is alive"]
     #[inline]
     pub fn track_http_request(&self, method: &http::Method, path: &str) -> RequestGuard {
-        RequestGuard::new(Arc::clone(&self.shared), Some((method, path)))
+        RequestGuard::new(&self.shared, Some((method, path)))
     }
 
     /// Tracks one connection until the guard is dropped.
