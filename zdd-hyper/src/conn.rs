@@ -104,7 +104,11 @@ where
         // polled, after hyper's next read.
         self.state.guard.request_begins(request.version());
         if let Some(insert) = &self.insert {
-            insert(request.extensions_mut());
+            // Lent on its own: lending the request's own field to a call the compiler
+            // cannot see through would make it copy the request before handing it on.
+            let mut extensions = std::mem::take(request.extensions_mut());
+            insert(&mut extensions);
+            *request.extensions_mut() = extensions;
         }
         self.inner.call(request)
     }
