@@ -10,7 +10,8 @@ use zdd_core::{LifecycleHandle, ListenerTag, layer::Zdd};
 use crate::{
     Acceptor, HttpService, Listener,
     backoff::Backoff,
-    conn::{Deadlines, Insert, serve_connection},
+    call::Insert,
+    conn::{Deadlines, serve_connection},
     listener::is_connection_error,
 };
 

@@ -9,12 +9,9 @@ use std::{
     time::Duration,
 };
 
-use http::Request;
-use hyper::{body::Incoming, service::Service};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::conn::auto::Builder,
-    service::TowerToHyperService,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -22,7 +19,13 @@ use tokio::{
 };
 use zdd_core::{ConnectionGuard, Protocol};
 
-use crate::{HttpService, io::TrackedIo, side::SideWaker, state::ConnState};
+use crate::{
+    HttpService,
+    call::{ConnService, Insert},
+    io::TrackedIo,
+    side::SideWaker,
+    state::ConnState,
+};
 
 /// The connection deadlines. See [`Serve`](crate::Serve) for what each means.
 #[derive(Debug, Clone, Copy)]
@@ -77,43 +80,6 @@ const QUIET_BEFORE_CLOSE: Duration = Duration::from_secs(1);
 /// what a connection with a hung stream adds to forcing. At most half the force wait.
 const FLUSH_AT_FORCING: Duration = Duration::from_millis(100);
 
-/// Adds a connection's connect info to a request's extensions.
-pub(crate) type Insert = Arc<dyn Fn(&mut http::Extensions) + Send + Sync>;
-
-/// The hyper service of one connection: tells the connection a request began, adds the
-/// connect info, then calls the (layered) tower service, which counts the request on the
-/// connection.
-#[derive(Clone)]
-struct ConnService<S> {
-    inner: S,
-    state: Arc<ConnState>,
-    insert: Option<Insert>,
-}
-
-impl<S> Service<Request<Incoming>> for ConnService<S>
-where
-    S: Service<Request<Incoming>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    #[inline]
-    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
-        // Now, as hyper has read the head: the tower service is called only when first
-        // polled, after hyper's next read.
-        self.state.guard.request_begins(request.version());
-        if let Some(insert) = &self.insert {
-            // Lent on its own: lending the request's own field to a call the compiler
-            // cannot see through would make it copy the request before handing it on.
-            let mut extensions = std::mem::take(request.extensions_mut());
-            insert(&mut extensions);
-            *request.extensions_mut() = extensions;
-        }
-        self.inner.call(request)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     /// Accepted; no byte yet.
@@ -158,11 +124,7 @@ pub(crate) async fn serve_connection<I, S>(
         deadlines.header,
         crate::linger::close::<I>,
     );
-    let service = ConnService {
-        inner: TowerToHyperService::new(service),
-        state: Arc::clone(&state),
-        insert,
-    };
+    let service = ConnService::new(service, Arc::clone(&state), insert);
     let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     let first_request_deadline = accepted + deadlines.first_request;
     let mut deadline = pin!(sleep_until(

@@ -70,6 +70,7 @@ mod acceptor;
 mod admin;
 mod admin_routes;
 mod backoff;
+mod call;
 mod conn;
 mod io;
 mod linger;

@@ -20,7 +20,8 @@ use crate::{
     accept::{AcceptLoop, ConnectInfo},
     admin,
     admin_routes::{AdminRoutes, Mounted},
-    conn::{Deadlines, Insert},
+    call::Insert,
+    conn::Deadlines,
     upgrade,
 };
 

@@ -7,7 +7,8 @@ use hyper::body::Incoming;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A tower service [`serve`](crate::serve) accepts: `Request<Incoming>` in,
-/// `Response<Self::Body>` out, cloneable per connection, and sendable across threads.
+/// `Response<Self::Body>` out, cloneable per connection, and sendable across threads (its
+/// error too: a service found failed when a request comes answers with it later).
 ///
 /// Sealed, and implemented for every such service (axum's `Router`, `service_fn`, boxed
 /// services…), so it only names the bounds; there is nothing to implement.
@@ -15,7 +16,7 @@ pub trait HttpService:
     tower_service::Service<
         Request<Incoming>,
         Response = Response<Self::Body>,
-        Error: Into<BoxError>,
+        Error: Into<BoxError> + Send,
         Future: Send + 'static,
     >
     + Clone
@@ -32,7 +33,7 @@ where
     S: tower_service::Service<
             Request<Incoming>,
             Response = Response<B>,
-            Error: Into<BoxError>,
+            Error: Into<BoxError> + Send,
             Future: Send + 'static,
         > + Clone
         + Send
