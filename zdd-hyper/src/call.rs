@@ -69,7 +69,7 @@ pin_project! {
     #[project = CallProj]
     pub(crate) enum Call<S: Service<R>, R> {
         Called { #[pin] future: S::Future },
-        NotReady { service: S, request: Option<R> },
+        Uncalled { service: S, request: Option<R> },
         Failed { error: Option<S::Error> },
     }
 }
@@ -96,22 +96,23 @@ where
                 future: service.call(request),
             },
             Poll::Ready(Err(error)) => Self::Failed { error: Some(error) },
-            Poll::Pending => Self::NotReady {
+            Poll::Pending => Self::Uncalled {
                 service,
                 request: Some(request),
             },
         }
     }
 
-    /// Waits for a service that was not ready, and calls it; or answers with the error it
-    /// was found failed with.
+    /// Calls the service of an answer not called yet (every HTTP/2 stream's, and one whose
+    /// service was not ready when the request came) once it is ready; or answers with the
+    /// error the service was found failed with.
     #[inline(never)]
     fn poll_uncalled(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<S::Response, S::Error>> {
         let future = match self.as_mut().project() {
-            CallProj::NotReady { service, request } => {
+            CallProj::Uncalled { service, request } => {
                 ready!(service.poll_ready(cx))?;
                 let Some(request) = request.take() else {
                     unreachable!("a request is called once")
