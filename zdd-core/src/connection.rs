@@ -110,14 +110,19 @@ impl ConnectionGuard {
     /// ([`Phase::Draining`]): until then each response carries `Connection: close`, and
     /// closing an idle HTTP/1 connection earlier would race a request already on its way.
     ///
+    /// For HTTP/1 it completes at the runtime's first timer turn after draining starts (a
+    /// millisecond at most), which comes after the runtime has read the sockets' events: a
+    /// request that reached the connection's socket as the drain began is then reported to
+    /// its reader, so read the connection before deciding it is idle.
+    ///
     /// Completes at once when that phase has passed. Call it again after
     /// [`ConnectionGuard::set_protocol`]: the answer depends on the protocol.
     pub fn graceful_close(&self) -> PhaseReached {
-        let phase = match self.protocol() {
-            Some(Protocol::Http2) => Phase::Unready,
-            Some(Protocol::Http1) | None => Phase::Draining,
-        };
-        self.inner.shared.machine().reached(phase)
+        let machine = self.inner.shared.machine();
+        match self.protocol() {
+            Some(Protocol::Http2) => machine.reached(Phase::Unready),
+            Some(Protocol::Http1) | None => machine.idle_close(),
+        }
     }
 
     /// Whether the connection's I/O must fail now: forcing closes every connection still

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::time::{Instant, sleep, timeout_at};
+use tokio::time::{Instant, sleep, sleep_until, timeout_at};
 
 use crate::{
     Phase, Trigger,
@@ -47,13 +47,28 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
     shared.advance(Phase::Draining);
     work.close();
     if force.is_none() {
+        // Idle HTTP/1 connections are told to close at the timer's next turn, after the
+        // runtime has read the sockets' events (`Machine::idle_close`); the phase after the
+        // drain tells them, if that comes first. tokio rounds a deadline up to the next
+        // whole millisecond after the last one its timer turned past, so this one fires at
+        // a later turn, within a millisecond (a deadline of now would fire at once when now
+        // falls on a whole millisecond the timer has turned past).
+        let mut idle_close = pin!(sleep_until(Instant::now() + Duration::from_nanos(1)));
+        let mut idle_closed = false;
+        let mut deadline = pin!(sleep(config.drain_timeout()));
         // Biased: a drain that is over when the deadline comes is over, not forced (with a
         // zero timeout both are ready at once).
-        force = tokio::select! {
-            biased;
-            () = work.drained() => None,
-            () = machine.force_requested() => Some(ForceReason::Requested),
-            () = sleep(config.drain_timeout()) => Some(ForceReason::DrainTimeout),
+        force = loop {
+            tokio::select! {
+                biased;
+                () = work.drained() => break None,
+                () = machine.force_requested() => break Some(ForceReason::Requested),
+                () = &mut deadline => break Some(ForceReason::DrainTimeout),
+                () = &mut idle_close, if !idle_closed => {
+                    idle_closed = true;
+                    machine.reach_idle_close();
+                }
+            }
         };
     }
 

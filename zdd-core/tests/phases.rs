@@ -232,7 +232,7 @@ async fn a_phase_future_polled_many_times_is_woken_once_its_phase_comes() {
     assert!(ready.is_ready());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_connection_closes_gracefully_by_its_protocol_and_fails_io_at_forcing() {
     use tokio_test::{assert_pending, assert_ready, task};
     use zdd_core::Protocol;
@@ -272,12 +272,18 @@ async fn a_connection_closes_gracefully_by_its_protocol_and_fails_io_at_forcing(
     assert_pending!(unknown_close.poll());
     assert_pending!(stop_accepting.poll());
 
-    // Draining: HTTP/1 and connections of unknown protocol close; the listener stops.
+    // Draining: the listener stops; HTTP/1 and connections of unknown protocol close at the
+    // timer's next turn, after the runtime has read the sockets' events (the clock is
+    // paused: it moves only once every task waits).
     let sequence = tokio::spawn(lifecycle.run());
     handle.draining().await;
+    assert_ready!(stop_accepting.poll());
+    assert_pending!(h1_close.poll());
+    assert_pending!(unknown_close.poll());
+    h1.graceful_close().await;
+    assert!(h1_close.is_woken() && unknown_close.is_woken());
     assert_ready!(h1_close.poll());
     assert_ready!(unknown_close.poll());
-    assert_ready!(stop_accepting.poll());
     assert!(!h1.must_fail_io());
     assert_pending!(io_fails.poll());
     assert_pending!(abandon.poll());
@@ -291,6 +297,32 @@ async fn a_connection_closes_gracefully_by_its_protocol_and_fails_io_at_forcing(
     assert_ready!(task::spawn(h1.graceful_close()).poll());
     drop((h1, h2, unknown));
     sequence.await.unwrap();
+}
+
+/// An HTTP/1 connection is told to close gracefully at the timer's first turn after the
+/// drain began; a later phase that comes first tells it too. Forcing asked for while
+/// unready goes through Draining without waiting for a turn: the connection must not wait
+/// for one.
+#[tokio::test(start_paused = true)]
+async fn an_http1_connection_is_told_to_close_when_forcing_skips_the_drain() {
+    use tokio_test::{assert_pending, assert_ready, task};
+    use zdd_core::Protocol;
+
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let h1 = handle.track_connection();
+    h1.set_protocol(Protocol::Http1);
+    let mut close = task::spawn(h1.graceful_close());
+    assert_pending!(close.poll());
+    handle.shutdown();
+    handle.force();
+    let sequence = tokio::spawn(lifecycle.run());
+    handle.reached(Phase::Forcing).await;
+    assert!(close.is_woken());
+    assert_ready!(close.poll());
+    drop(h1);
+    let report = sequence.await.unwrap();
+    assert_eq!(report.time_in(Phase::Draining), Some(Duration::ZERO));
 }
 
 /// A phase future first polled when its task has used up tokio's cooperative budget gets a

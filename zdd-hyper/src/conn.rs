@@ -68,8 +68,7 @@ impl From<&zdd_core::Config> for Deadlines {
 /// or a little later when its process was busy or paused (a garbage collection, a loaded
 /// machine); a close in between loses that request (a client may retry only some requests,
 /// RFC 9112 §9.6). Requests that do come are answered with `Connection: close`, which ends
-/// the connection after the answer; a connection quiet this long is closed after a last
-/// look at its socket ([`Stage::LastLook`]). Behind a load balancer with a propagation
+/// the connection after the answer; a connection quiet this long is closed. Behind a load balancer with a propagation
 /// delay at least this long it applies only to connections whose streaming answers the
 /// drain ends: every other answer during the delay says `Connection: close`, and an idle
 /// connection has been quiet for all of the delay.
@@ -92,11 +91,6 @@ enum Stage {
     /// request's head is arriving: closed once it has been quiet for the quiet time
     /// ([`Deadlines::quiet`]), or by `Connection: close` on the next answer.
     Quieting,
-    /// Draining an HTTP/1 connection found idle: closed at the runtime's next timer turn,
-    /// which also reads the sockets' events, once its socket has been read again. A request
-    /// whose bytes reached the socket as the drain began (before the runtime reported them)
-    /// is then served, with `Connection: close`, not cut off.
-    LastLook,
     /// Graceful shutdown sent; the connection ends by itself or by forcing.
     Closing,
     /// Forcing came to an HTTP/2 connection: served until its streams' last answers are
@@ -167,13 +161,9 @@ pub(crate) async fn serve_connection<I, S>(
             // Forcing is waited for only by a connection that did not end when told to
             // close; not in its quiet time, which ends within half the force wait (the
             // connection then closes, waits for forcing if a request came, or finds its
-            // reads failing if a head is still arriving), nor in its last look.
-            let quiet = waiting.is_none()
-                && match stage {
-                    Stage::Quieting => deadlines.quiet_within_force_wait,
-                    Stage::LastLook => true,
-                    _ => false,
-                };
+            // reads failing if a head is still arriving).
+            let quiet =
+                waiting.is_none() && stage == Stage::Quieting && deadlines.quiet_within_force_wait;
             let phase = match quiet {
                 true => None,
                 false => Some(waiting.get_or_insert_with(|| state.guard.io_fails())),
@@ -218,10 +208,9 @@ pub(crate) async fn serve_connection<I, S>(
                     deadline.as_mut().reset(Instant::now() + deadlines.idle);
                     if forcing {
                         // Draining began before its first request: closed after the answer.
-                        stage =
-                            begin_close(&state, deadline.as_mut(), deadlines.quiet, true, || {
-                                conn.as_mut().graceful_shutdown();
-                            });
+                        stage = begin_close(&state, deadline.as_mut(), deadlines.quiet, || {
+                            conn.as_mut().graceful_shutdown();
+                        });
                     } else if state.guard.protocol() == Some(Protocol::Http2) {
                         waiting = Some(state.guard.graceful_close());
                     }
@@ -233,23 +222,16 @@ pub(crate) async fn serve_connection<I, S>(
                     waiting = Some(state.guard.io_fails());
                 }
                 (Event::Phase, _) => {
-                    stage = begin_close(&state, deadline.as_mut(), deadlines.quiet, true, || {
+                    stage = begin_close(&state, deadline.as_mut(), deadlines.quiet, || {
                         conn.as_mut().graceful_shutdown();
                     });
                     forcing = true;
                     waiting = None;
                 }
-                (Event::Deadline, Stage::Quieting | Stage::LastLook) => {
-                    let look_again = stage == Stage::Quieting;
-                    stage = begin_close(
-                        &state,
-                        deadline.as_mut(),
-                        deadlines.quiet,
-                        look_again,
-                        || {
-                            conn.as_mut().graceful_shutdown();
-                        },
-                    );
+                (Event::Deadline, Stage::Quieting) => {
+                    stage = begin_close(&state, deadline.as_mut(), deadlines.quiet, || {
+                        conn.as_mut().graceful_shutdown();
+                    });
                 }
                 (Event::Deadline, Stage::FirstByte)
                     if state.first_byte_seen() && Instant::now() < first_request_deadline =>
@@ -308,28 +290,26 @@ enum Event {
     Deadline,
 }
 
-/// The stage of a connection told to close: [`Stage::Quieting`], with `deadline` at the end
-/// of its quiet time, when it answered a request a moment ago or its next request's head is
-/// arriving (see [`still_busy`]); [`Stage::LastLook`], with `deadline` now, when it is an
-/// idle HTTP/1 connection and `look_again`; else [`Stage::Closing`], after `shutdown`
-/// (hyper's graceful shutdown).
+/// The stage of a connection told to close, after its socket was read: [`Stage::Quieting`],
+/// with `deadline` at the end of its quiet time, when it answered a request a moment ago or
+/// its next request's head is arriving (see [`still_busy`]); else [`Stage::Closing`], after
+/// `shutdown` (hyper's graceful shutdown).
+///
+/// The socket has been read after the runtime's last look at the sockets' events: the drain
+/// tells an HTTP/1 connection to close at the timer's first turn after it began
+/// (`ConnectionGuard::graceful_close`), and the quiet time ends at a timer's turn too. A
+/// request that had reached an idle connection's socket as the drain began is being served
+/// by then, not cut off.
 fn begin_close(
     state: &ConnState,
     deadline: Pin<&mut Sleep>,
     quiet: Duration,
-    look_again: bool,
     shutdown: impl FnOnce(),
 ) -> Stage {
     match still_busy(state, quiet) {
         Some(rest) => {
             deadline.reset(Instant::now() + rest);
             Stage::Quieting
-        }
-        // A deadline that has passed fires at the timer's next turn (tokio rounds it up to
-        // the next millisecond), after the sockets' events are read.
-        None if look_again && state.http1_quiet_for().is_some() => {
-            deadline.reset(Instant::now());
-            Stage::LastLook
         }
         None => {
             shutdown();

@@ -56,6 +56,9 @@ pub(crate) struct Machine {
     /// instead of at every transition (ten thousand idle connections waiting for the drain
     /// are not woken when the service turns unready).
     reached: [Arc<Milestone>; 7],
+    /// Reached at the runtime's first timer turn after [`Phase::Draining`] (or with any
+    /// later phase): when idle HTTP/1 connections close ([`Machine::idle_close`]).
+    idle_close: Arc<Milestone>,
     /// The same flags as watch channels, for [`Machine::milestone`]'s receivers.
     milestones: [watch::Sender<bool>; 7],
     /// When each phase was entered; only touched on transitions.
@@ -73,6 +76,7 @@ impl Machine {
             phase_tx: watch::Sender::new(Phase::Starting),
             phase_now: CachePadded::new(AtomicU8::new(Phase::Starting as u8)),
             reached: std::array::from_fn(|i| Milestone::new(i == 0)),
+            idle_close: Milestone::new(false),
             milestones: std::array::from_fn(|i| watch::Sender::new(i == 0)),
             entered: Mutex::new(entered),
             trigger: OnceLock::new(),
@@ -103,6 +107,24 @@ impl Machine {
         PhaseReached::new(Arc::clone(&self.reached[phase.index()]), phase)
     }
 
+    /// Completes when idle HTTP/1 connections are to close: once the sequence says so
+    /// ([`Machine::reach_idle_close`]), at the runtime's first timer turn after
+    /// [`Phase::Draining`] began, or once a later phase is reached.
+    ///
+    /// Draining wakes a connection's task at once, possibly before the runtime has reported
+    /// bytes that reached its socket just before: a request sent on an idle connection as
+    /// the drain began. A timer turn comes after the runtime has read the sockets' events,
+    /// so a connection woken then reads such a request before it decides it is idle. One
+    /// timer serves every connection, and each is woken once.
+    pub(crate) fn idle_close(&self) -> PhaseReached {
+        PhaseReached::new(Arc::clone(&self.idle_close), Phase::Draining)
+    }
+
+    /// Tells idle HTTP/1 connections to close ([`Machine::idle_close`]).
+    pub(crate) fn reach_idle_close(&self) {
+        self.idle_close.reach();
+    }
+
     /// Moves to `to` if it is later than the current phase; the transition made, if any.
     pub(crate) fn advance(&self, to: Phase) -> Option<Transition> {
         let mut from = to;
@@ -123,6 +145,9 @@ impl Machine {
         }
         for milestone in &self.milestones[from.index() + 1..=to.index()] {
             milestone.send_replace(true);
+        }
+        if to > Phase::Draining {
+            self.idle_close.reach();
         }
         let now = Instant::now();
         let mut entered = self.entered.lock().unwrap_or_else(|e| e.into_inner());
@@ -173,6 +198,7 @@ impl Drop for Machine {
         for milestone in &self.reached {
             milestone.reach();
         }
+        self.idle_close.reach();
     }
 }
 
