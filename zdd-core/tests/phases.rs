@@ -13,7 +13,8 @@ use std::{
 };
 
 use tokio::sync::oneshot;
-use zdd_core::{Check, Config, HookOutcome, Lifecycle, LifecycleHandle, Phase, Probe};
+use tokio_test::{assert_pending, assert_ready, task};
+use zdd_core::{Check, Config, HookOutcome, Lifecycle, LifecycleHandle, Phase, Probe, Protocol};
 
 async fn answers(handle: &LifecycleHandle) -> [(u16, String); 3] {
     let mut out = Vec::new();
@@ -234,9 +235,6 @@ async fn a_phase_future_polled_many_times_is_woken_once_its_phase_comes() {
 
 #[tokio::test(start_paused = true)]
 async fn a_connection_closes_gracefully_by_its_protocol_and_fails_io_at_forcing() {
-    use tokio_test::{assert_pending, assert_ready, task};
-    use zdd_core::Protocol;
-
     let lifecycle = Lifecycle::new(Config::default());
     let handle = lifecycle.handle();
     let h2 = handle.track_connection();
@@ -305,9 +303,6 @@ async fn a_connection_closes_gracefully_by_its_protocol_and_fails_io_at_forcing(
 /// for one.
 #[tokio::test(start_paused = true)]
 async fn an_http1_connection_is_told_to_close_when_forcing_skips_the_drain() {
-    use tokio_test::{assert_pending, assert_ready, task};
-    use zdd_core::Protocol;
-
     let lifecycle = Lifecycle::new(Config::default());
     let handle = lifecycle.handle();
     let h1 = handle.track_connection();
