@@ -51,8 +51,8 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
         // runtime has read the sockets' events (`Machine::idle_close`); the phase after the
         // drain tells them, if that comes first. tokio rounds a deadline up to the next
         // whole millisecond after the last one its timer turned past, so this one fires at
-        // a later turn, within a millisecond (a deadline of now would fire at once when now
-        // falls on a whole millisecond the timer has turned past).
+        // a later turn, about a millisecond from now (a deadline of now would fire at once
+        // when now falls on a whole millisecond the timer has turned past).
         let mut idle_close = pin!(sleep_until(Instant::now() + Duration::from_nanos(1)));
         let mut idle_closed = false;
         let mut deadline = pin!(sleep(config.drain_timeout()));

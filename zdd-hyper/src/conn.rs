@@ -68,10 +68,10 @@ impl From<&zdd_core::Config> for Deadlines {
 /// or a little later when its process was busy or paused (a garbage collection, a loaded
 /// machine); a close in between loses that request (a client may retry only some requests,
 /// RFC 9112 §9.6). Requests that do come are answered with `Connection: close`, which ends
-/// the connection after the answer; a connection quiet this long is closed. Behind a load balancer with a propagation
-/// delay at least this long it applies only to connections whose streaming answers the
-/// drain ends: every other answer during the delay says `Connection: close`, and an idle
-/// connection has been quiet for all of the delay.
+/// the connection after the answer; a connection quiet this long is closed. Behind a load
+/// balancer with a propagation delay at least this long it applies only to connections
+/// whose streaming answers the drain ends: every other answer during the delay says
+/// `Connection: close`, and an idle connection has been quiet for all of the delay.
 const QUIET_BEFORE_CLOSE: Duration = Duration::from_secs(1);
 
 /// The longest an HTTP/2 connection is still served at forcing (see
