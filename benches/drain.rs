@@ -23,8 +23,10 @@
 //! `--perf DIR` records each server's drain with `perf record -g` (from just before the
 //! signal until it exits) into `DIR/<server>.<connections>.data`, for `perf report`.
 //!
-//! A third server, `close-only`, gives the floor: no HTTP, no graceful shutdown, every
-//! stream dropped at once at the signal.
+//! Two more servers give floors: `hyper-util-turn` is hyper-util waiting for the runtime's
+//! next timer turn before its graceful shutdown, as zdd's drain waits before it closes idle
+//! connections; `close-only` has no HTTP and no graceful shutdown, every stream dropped at
+//! once at the signal.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each driver uses a part of it
@@ -45,11 +47,14 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The two servers compared, and the floor: `close-only` answers the request of each
-/// connection with fixed bytes and, at SIGTERM, drops every stream at once from one task,
-/// with no HTTP and no graceful shutdown: what closing that many loopback sockets costs on
-/// the machine at hand.
-const SERVERS: [&str; 3] = ["zdd", "hyper-util", "close-only"];
+/// The two servers compared, and the floors: `hyper-util-turn` waits for the runtime's next
+/// timer turn after the signal, then shuts down as `hyper-util` does (zdd's drain waits for
+/// that turn before it closes idle HTTP/1 connections, so that a request that reached an
+/// idle socket as the drain began is read: about a millisecond); `close-only` answers the
+/// request of each connection with fixed bytes and, at SIGTERM, drops every stream at once
+/// from one task, with no HTTP and no graceful shutdown: what closing that many loopback
+/// sockets costs on the machine at hand.
+const SERVERS: [&str; 4] = ["zdd", "hyper-util", "hyper-util-turn", "close-only"];
 
 /// How long the connections stay quiet after their answers before the signal. A connection
 /// whose answer went out a moment ago is not idle yet: its client may be sending the next
@@ -91,7 +96,7 @@ fn main() {
     if curve.len() > 1 {
         println!("\ncurve, medians (drain per connection shows how cost grows):");
         println!(
-            "{:>11} {:>12} {:>11} {:>12} {:>11} {:>12} {:>11} {:>9}",
+            "{:>11} {:>12} {:>11} {:>12} {:>11} {:>12} {:>11} {:>9} {:>10}",
             "connections",
             "zdd ms",
             "us/conn",
@@ -99,20 +104,22 @@ fn main() {
             "us/conn",
             "floor ms",
             "us/conn",
-            "zdd/h-u"
+            "zdd/h-u",
+            "zdd/turn"
         );
-        for (connections, [zdd, baseline, floor]) in &curve {
+        for (connections, [zdd, baseline, turn, floor]) in &curve {
             let ms = |m: &Measured| m.drain.as_secs_f64() * 1e3;
             let per = |m: &Measured| m.drain.as_secs_f64() * 1e6 / *connections as f64;
             println!(
-                "{connections:>11} {:>12.2} {:>11.2} {:>12.2} {:>11.2} {:>12.2} {:>11.2} {:>8.2}x",
+                "{connections:>11} {:>12.2} {:>11.2} {:>12.2} {:>11.2} {:>12.2} {:>11.2} {:>8.2}x {:>9.2}x",
                 ms(zdd),
                 per(zdd),
                 ms(baseline),
                 per(baseline),
                 ms(floor),
                 per(floor),
-                ms(zdd) / ms(baseline)
+                ms(zdd) / ms(baseline),
+                ms(zdd) / ms(turn)
             );
         }
     }
@@ -120,7 +127,7 @@ fn main() {
 
 /// `rounds` alternating rounds at `connections`; prints each and the medians, returns the
 /// the medians of each server, in the order of [`SERVERS`].
-fn run(connections: usize, rounds: usize) -> [Measured; 3] {
+fn run(connections: usize, rounds: usize) -> [Measured; 4] {
     let mut results: Vec<(&str, Measured)> = Vec::new();
     for round in 0..rounds {
         let order: Vec<&str> = if round % 2 == 0 {
@@ -173,10 +180,14 @@ fn run(connections: usize, rounds: usize) -> [Measured; 3] {
         );
     }
     println!(
-        "zdd / hyper-util: drain {:.2}x, tail {:.2}x, memory {:.2}x\n",
+        "zdd / hyper-util: drain {:.2}x, tail {:.2}x, memory {:.2}x",
         median("zdd", &drain) / median("hyper-util", &drain),
         median("zdd", &tail) / median("hyper-util", &tail),
         median("zdd", &memory) / median("hyper-util", &memory),
+    );
+    println!(
+        "zdd / hyper-util-turn: drain {:.2}x\n",
+        median("zdd", &drain) / median("hyper-util-turn", &drain),
     );
     SERVERS.map(|kind| Measured {
         drain: Duration::from_secs_f64(median(kind, &drain) / 1e3),
@@ -365,11 +376,15 @@ fn server(kind: &str) {
             }
             "close-only" => close_only(listener).await,
             _ => {
+                let protections = common::Protections {
+                    turn_before_close: kind == "hyper-util-turn",
+                    ..common::Protections::default()
+                };
                 let drain = common::hyper_util_graceful(
                     listener,
                     handler(Arc::clone(&done)),
                     common::sigterm(),
-                    common::Protections::default(),
+                    protections,
                 )
                 .await;
                 (drain, Instant::now())

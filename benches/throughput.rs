@@ -373,6 +373,7 @@ fn server(kind: &str) {
                 let protections = Protections {
                     header_timeout: Some(HEADER_TIMEOUT),
                     idle_timeout: Some(IDLE_TIMEOUT),
+                    ..Protections::default()
                 };
                 common::hyper_util_graceful(listener, counted, terminate, protections).await;
             }

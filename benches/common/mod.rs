@@ -44,6 +44,11 @@ pub(crate) struct Protections {
     pub(crate) header_timeout: Option<Duration>,
     /// Connections that read nothing this long are closed (`idle.rs`).
     pub(crate) idle_timeout: Option<Duration>,
+    /// The graceful shutdown waits for the runtime's next timer turn after the signal, as
+    /// zdd's drain does before it closes idle HTTP/1 connections (the turn reads the
+    /// sockets' events, so a request that reached an idle socket as the drain began is
+    /// seen): what that wait costs a drain, without zdd's other work.
+    pub(crate) turn_before_close: bool,
 }
 
 /// The status quo: hyper-util's auto builder with `GracefulShutdown`, serving `service`
@@ -108,6 +113,10 @@ where
     }
     let started = Instant::now();
     drop(listener);
+    if protections.turn_before_close {
+        // A deadline of now could fire at once (see zdd-core's sequence).
+        tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_nanos(1)).await;
+    }
     graceful.shutdown().await;
     started.elapsed()
 }
