@@ -24,8 +24,8 @@
 //! signal until it exits) into `DIR/<server>.<connections>.data`, for `perf report`.
 //!
 //! Two more servers give floors: `hyper-util-turn` is hyper-util waiting for the runtime's
-//! next timer turn before its graceful shutdown, as zdd's drain waits before it closes idle
-//! connections; `close-only` has no HTTP and no graceful shutdown, every stream dropped at
+//! event turn (a socket pair made readable and reported) before its graceful shutdown, as
+//! zdd's drain waits before it closes idle connections; `close-only` has no HTTP and no graceful shutdown, every stream dropped at
 //! once at the signal.
 
 #[path = "common/mod.rs"]
@@ -47,10 +47,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// The two servers compared, and the floors: `hyper-util-turn` waits for the runtime's next
-/// timer turn after the signal, then shuts down as `hyper-util` does (zdd's drain waits for
-/// that turn before it closes idle HTTP/1 connections, so that a request that reached an
-/// idle socket as the drain began is read: about a millisecond); `close-only` answers the
+/// The two servers compared, and the floors: `hyper-util-turn` waits for the runtime's
+/// event turn after the signal (a socket pair made readable, until the runtime reports it),
+/// then shuts down as `hyper-util` does (zdd's drain waits for that turn before it closes
+/// idle HTTP/1 connections, so that a request that reached an idle socket as the drain
+/// began is read); `close-only` answers the
 /// request of each connection with fixed bytes and, at SIGTERM, drops every stream at once
 /// from one task, with no HTTP and no graceful shutdown: what closing that many loopback
 /// sockets costs on the machine at hand.

@@ -44,10 +44,11 @@ pub(crate) struct Protections {
     pub(crate) header_timeout: Option<Duration>,
     /// Connections that read nothing this long are closed (`idle.rs`).
     pub(crate) idle_timeout: Option<Duration>,
-    /// The graceful shutdown waits for the runtime's next timer turn after the signal, as
-    /// zdd's drain does before it closes idle HTTP/1 connections (the turn reads the
-    /// sockets' events, so a request that reached an idle socket as the drain began is
-    /// seen): what that wait costs a drain, without zdd's other work.
+    /// The graceful shutdown waits until the runtime has reported a socket pair made
+    /// readable after the signal, as zdd's drain does before it closes idle HTTP/1
+    /// connections (every socket ready before the pair has been reported by then, so a
+    /// request that reached an idle socket as the drain began is seen): what that wait
+    /// costs a drain, without zdd's other work.
     pub(crate) turn_before_close: bool,
 }
 
@@ -114,8 +115,11 @@ where
     let started = Instant::now();
     drop(listener);
     if protections.turn_before_close {
-        // A deadline of now could fire at once (see zdd-core's sequence).
-        tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_nanos(1)).await;
+        let (writer, reader) = std::os::unix::net::UnixStream::pair().unwrap();
+        std::io::Write::write_all(&mut &writer, &[1]).unwrap();
+        reader.set_nonblocking(true).unwrap();
+        let reader = tokio::net::UnixStream::from_std(reader).unwrap();
+        reader.readable().await.unwrap();
     }
     graceful.shutdown().await;
     started.elapsed()

@@ -110,10 +110,13 @@ impl ConnectionGuard {
     /// ([`Phase::Draining`]): until then each response carries `Connection: close`, and
     /// closing an idle HTTP/1 connection earlier would race a request already on its way.
     ///
-    /// For HTTP/1 it completes at the runtime's first timer turn after draining starts
-    /// (about a millisecond later), which comes after the runtime has read the sockets'
-    /// events: a request that reached the connection's socket as the drain began is then
-    /// reported to its reader, so read the connection before deciding it is idle.
+    /// For HTTP/1 it completes once the runtime has read the sockets' events after draining
+    /// started: a request that reached the connection's socket as the drain began is then
+    /// reported to its reader, so read the connection before deciding it is idle. The
+    /// servers that said they would tell when that is
+    /// ([`LifecycleHandle::event_turn`](crate::LifecycleHandle::event_turn); zdd-hyper's
+    /// server does, microseconds after the drain began); with none, it is the runtime's
+    /// first timer turn after draining started, about a millisecond later.
     ///
     /// Completes at once when that phase has passed. Call it again after
     /// [`ConnectionGuard::set_protocol`]: the answer depends on the protocol.

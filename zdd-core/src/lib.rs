@@ -112,7 +112,9 @@ pub use self::{
     guard::RequestGuard,
     health::{Check, CheckOutput, CheckReport, HealthReport, Probe, StartupTask, Status, Verdict},
     hooks::{HookOutcome, HookOutput, HookReport},
-    lifecycle::{Lifecycle, LifecycleHandle, ListenerTag, UpgradeRequests, WeakLifecycleHandle},
+    lifecycle::{
+        EventTurn, Lifecycle, LifecycleHandle, ListenerTag, UpgradeRequests, WeakLifecycleHandle,
+    },
     machine::PhaseReached,
     phase::{Phase, Trigger},
     report::{ForceReason, ListenerReport, ShutdownReport},

@@ -47,14 +47,16 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut triggers: Vec<TriggerFuture>) 
     shared.advance(Phase::Draining);
     work.close();
     if force.is_none() {
-        // Idle HTTP/1 connections are told to close at the timer's next turn, after the
-        // runtime has read the sockets' events (`Machine::idle_close`); the phase after the
-        // drain tells them, if that comes first. tokio rounds a deadline up to the next
-        // whole millisecond after the last one its timer turned past, so this one fires at
-        // a later turn, about a millisecond from now (a deadline of now would fire at once
-        // when now falls on a whole millisecond the timer has turned past).
+        // Idle HTTP/1 connections are told to close once the runtime has read the sockets'
+        // events (`Machine::idle_close`): when the servers that see them say so
+        // (`EventTurn`), or with none, at the timer's next turn, which comes after a read of
+        // the events; the phase after the drain tells them, if that comes first. tokio
+        // rounds a deadline up to the next whole millisecond after the last one its timer
+        // turned past, so this one fires at a later turn, about a millisecond from now (a
+        // deadline of now would fire at once when now falls on a whole millisecond the timer
+        // has turned past).
         let mut idle_close = pin!(sleep_until(Instant::now() + Duration::from_nanos(1)));
-        let mut idle_closed = false;
+        let mut idle_closed = !machine.idle_close_by_timer();
         let mut deadline = pin!(sleep(config.drain_timeout()));
         // Biased: a drain that is over when the deadline comes is over, not forced (with a
         // zero timeout both are ready at once).

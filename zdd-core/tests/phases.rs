@@ -320,6 +320,76 @@ async fn an_http1_connection_is_told_to_close_when_forcing_skips_the_drain() {
     assert_eq!(report.time_in(Phase::Draining), Some(Duration::ZERO));
 }
 
+/// A server that said it would tell when its runtime has read the sockets' events after the
+/// drain began (`EventTurn`) decides when idle HTTP/1 connections close: not the timer's
+/// turn, however long it takes, and only once every server that said so has told; forcing
+/// tells them whatever is outstanding.
+#[tokio::test(start_paused = true)]
+async fn idle_connections_close_at_the_servers_event_turns_not_the_timers() {
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let h1 = handle.track_connection();
+    h1.set_protocol(Protocol::Http1);
+    let (first, second) = (handle.event_turn(), handle.event_turn());
+    let mut close = task::spawn(h1.graceful_close());
+    handle.shutdown();
+    let sequence = tokio::spawn(lifecycle.run());
+    handle.draining().await;
+    // Well past the timer's turn: the sequence has run its select with the clock moved.
+    tokio::time::advance(Duration::from_millis(50)).await;
+    tokio::task::yield_now().await;
+    assert_pending!(
+        close.poll(),
+        "the timer's turn does not close while a server turns"
+    );
+    first.turned();
+    assert_pending!(close.poll(), "one server's turn is not every server's");
+    second.turned();
+    assert!(close.is_woken());
+    assert_ready!(close.poll());
+    drop(h1);
+    assert!(sequence.await.unwrap().is_graceful());
+
+    // Outstanding at forcing: the connection is told to close at forcing.
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let h1 = handle.track_connection();
+    h1.set_protocol(Protocol::Http1);
+    let outstanding = handle.event_turn();
+    let mut close = task::spawn(h1.graceful_close());
+    handle.shutdown();
+    let forced = tokio::spawn(lifecycle.run());
+    handle.draining().await;
+    tokio::time::advance(Duration::from_millis(50)).await;
+    tokio::task::yield_now().await;
+    assert_pending!(close.poll());
+    handle.force();
+    handle.reached(Phase::Forcing).await;
+    assert_ready!(close.poll());
+    drop((h1, outstanding));
+    assert!(forced.await.unwrap().forced().is_some());
+}
+
+/// A server's word dropped before the drain began is as if never given: the timer's turn
+/// closes idle connections.
+#[tokio::test(start_paused = true)]
+async fn a_servers_event_turn_dropped_before_the_drain_leaves_it_to_the_timer() {
+    let lifecycle = Lifecycle::new(Config::default());
+    let handle = lifecycle.handle();
+    let h1 = handle.track_connection();
+    h1.set_protocol(Protocol::Http1);
+    drop(handle.event_turn());
+    let mut close = task::spawn(h1.graceful_close());
+    handle.shutdown();
+    let sequence = tokio::spawn(lifecycle.run());
+    handle.draining().await;
+    assert_pending!(close.poll(), "not at once: at the timer's turn");
+    h1.graceful_close().await;
+    assert_ready!(close.poll());
+    drop(h1);
+    assert!(sequence.await.unwrap().is_graceful());
+}
+
 /// A phase future first polled when its task has used up tokio's cooperative budget gets a
 /// yield, not a wait: the channel returns `Pending` without registering. Polled again with
 /// a fresh budget, it must register and be woken when its phase comes; before, it answered

@@ -296,10 +296,11 @@ enum Event {
 /// `shutdown` (hyper's graceful shutdown).
 ///
 /// The socket has been read after the runtime's last look at the sockets' events: the drain
-/// tells an HTTP/1 connection to close at the timer's first turn after it began
-/// (`ConnectionGuard::graceful_close`), and the quiet time ends at a timer's turn too. A
-/// request that had reached an idle connection's socket as the drain began is being served
-/// by then, not cut off.
+/// tells an HTTP/1 connection to close once the runtime has read them after it began (the
+/// server's event turn, `crate::turn`; `ConnectionGuard::graceful_close`), and the quiet
+/// time ends at a timer's turn, which comes after a read of the events too. A request that
+/// had reached an idle connection's socket as the drain began is being served by then, not
+/// cut off.
 fn begin_close(
     state: &ConnState,
     deadline: Pin<&mut Sleep>,

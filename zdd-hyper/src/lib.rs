@@ -82,6 +82,7 @@ mod side;
 mod state;
 #[cfg(feature = "rustls")]
 mod tls;
+mod turn;
 mod upgrade;
 
 #[doc(inline)]

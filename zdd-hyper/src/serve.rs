@@ -22,7 +22,7 @@ use crate::{
     admin_routes::{AdminRoutes, Mounted},
     call::Insert,
     conn::Deadlines,
-    upgrade,
+    turn, upgrade,
 };
 
 /// Serves `service` on `listener` until the lifecycle's shutdown sequence ends; `.await` it
@@ -540,12 +540,16 @@ where
                 }
                 let upgrades = (!sockets.is_empty())
                     .then(|| tokio::spawn(upgrade::run(handle.clone(), sockets)));
+                // Idle connections close once this runtime has read the sockets' events
+                // after the drain began: this task tells the lifecycle when.
+                let turning = tokio::spawn(turn::at_drain(handle.clone(), handle.event_turn()));
                 // Tracked, so the drain also waits for the listeners to close.
                 let accepting: Vec<_> = loops
                     .into_iter()
                     .map(|accept| tokio::spawn(handle.track_future(accept.run())))
                     .collect();
                 let report = lifecycle.run().await;
+                turning.abort();
                 for accepting in accepting {
                     accepting.abort();
                 }

@@ -229,7 +229,7 @@ async fn a_request_that_reached_an_idle_connection_as_the_drain_began_is_served(
     // (with `Connection: close` when the drain had begun, as a keep-alive answer when it
     // was served just before). On the runtime's worker threads, as a server runs. Closed
     // as soon as draining began, without waiting for the runtime to read the sockets'
-    // events (the timer's next turn), this failed within a few rounds.
+    // events (the server's event turn), this failed within a few rounds.
     for _ in 0..30 {
         let server = start(config(0, 800)).await;
         let mut client = RawClient::connect(server.addr).await;

@@ -9,6 +9,7 @@ use std::{
 use tokio::task::JoinHandle;
 use tokio_util::{sync::CancellationToken, task::task_tracker::TrackedFuture};
 
+use super::EventTurn;
 use crate::{
     Config, Phase, PhaseReached, Trigger,
     connection::ConnectionGuard,
@@ -289,6 +290,13 @@ impl LifecycleHandle {
     #[must_use = "the connection is tracked only while the guard is alive"]
     pub fn track_connection(&self) -> ConnectionGuard {
         ConnectionGuard::new(Arc::clone(&self.shared), None)
+    }
+
+    /// Says that a server will tell when its runtime has read its sockets' events after
+    /// draining began, so that idle HTTP/1 connections close then rather than at the
+    /// runtime's next timer turn. See [`EventTurn`](crate::EventTurn).
+    pub fn event_turn(&self) -> EventTurn {
+        EventTurn::new(Arc::clone(&self.shared))
     }
 
     /// Registers a listener named `name` (servers use its address), so its connections are

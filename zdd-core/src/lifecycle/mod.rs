@@ -36,12 +36,14 @@
 
 mod handle;
 mod requests;
+mod turn;
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
 pub use self::{
     handle::{LifecycleHandle, ListenerTag, WeakLifecycleHandle},
     requests::UpgradeRequests,
+    turn::EventTurn,
 };
 use crate::{Config, report::ShutdownReport, shared::Shared};
 

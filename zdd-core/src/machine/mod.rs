@@ -35,6 +35,15 @@ pub(crate) struct Transition {
     pub(crate) in_previous: Option<Duration>,
 }
 
+/// The servers' event turns at the drain ([`Machine::expect_event_turn`]).
+#[derive(Debug, Default)]
+struct EventTurns {
+    /// Turns expected and not made yet.
+    pending: usize,
+    /// Whether the drain began: from then on, the last turn tells idle connections to close.
+    draining: bool,
+}
+
 /// The phase and everything that waits on it.
 ///
 /// # Invariants
@@ -56,9 +65,13 @@ pub(crate) struct Machine {
     /// instead of at every transition (ten thousand idle connections waiting for the drain
     /// are not woken when the service turns unready).
     reached: [Arc<Milestone>; 7],
-    /// Reached at the runtime's first timer turn after [`Phase::Draining`] (or with any
-    /// later phase): when idle HTTP/1 connections close ([`Machine::idle_close`]).
+    /// Reached once the runtime has read the sockets' events after [`Phase::Draining`]
+    /// began (or with any later phase): when idle HTTP/1 connections close
+    /// ([`Machine::idle_close`]).
     idle_close: Arc<Milestone>,
+    /// The servers' event turns still to come, and whether the drain began
+    /// ([`Machine::expect_event_turn`]).
+    event_turns: Mutex<EventTurns>,
     /// The same flags as watch channels, for [`Machine::milestone`]'s receivers.
     milestones: [watch::Sender<bool>; 7],
     /// When each phase was entered; only touched on transitions.
@@ -77,6 +90,7 @@ impl Machine {
             phase_now: CachePadded::new(AtomicU8::new(Phase::Starting as u8)),
             reached: std::array::from_fn(|i| Milestone::new(i == 0)),
             idle_close: Milestone::new(false),
+            event_turns: Mutex::new(EventTurns::default()),
             milestones: std::array::from_fn(|i| watch::Sender::new(i == 0)),
             entered: Mutex::new(entered),
             trigger: OnceLock::new(),
@@ -107,15 +121,16 @@ impl Machine {
         PhaseReached::new(Arc::clone(&self.reached[phase.index()]), phase)
     }
 
-    /// Completes when idle HTTP/1 connections are to close: once the sequence says so
-    /// ([`Machine::reach_idle_close`]), at the runtime's first timer turn after
-    /// [`Phase::Draining`] began, or once a later phase is reached.
+    /// Completes when idle HTTP/1 connections are to close: once the runtime has read the
+    /// sockets' events after [`Phase::Draining`] began, or once a later phase is reached.
     ///
     /// Draining wakes a connection's task at once, possibly before the runtime has reported
     /// bytes that reached its socket just before: a request sent on an idle connection as
-    /// the drain began. A timer turn comes after the runtime has read the sockets' events,
-    /// so a connection woken then reads such a request before it decides it is idle. One
-    /// timer serves every connection, and each is woken once.
+    /// the drain began. Woken after the runtime has read the sockets' events, a connection
+    /// reads such a request before it decides it is idle. The servers that see their
+    /// sockets tell when that is ([`Machine::event_turned`]); with none, the sequence takes
+    /// the runtime's first timer turn after the drain began, which comes after a read of
+    /// the events ([`Machine::idle_close_by_timer`]). Each connection is woken once.
     pub(crate) fn idle_close(&self) -> PhaseReached {
         PhaseReached::new(Arc::clone(&self.idle_close), Phase::Draining)
     }
@@ -123,6 +138,35 @@ impl Machine {
     /// Tells idle HTTP/1 connections to close ([`Machine::idle_close`]).
     pub(crate) fn reach_idle_close(&self) {
         self.idle_close.reach();
+    }
+
+    /// A server will say when its runtime has read the sockets' events after the drain
+    /// began ([`Machine::event_turned`]); until every server that said so has, idle
+    /// connections stay open (or until a later phase).
+    pub(crate) fn expect_event_turn(&self) {
+        self.event_turns().pending += 1;
+    }
+
+    /// A server's runtime has read the sockets' events since the drain began, or the
+    /// server is gone. The last one tells idle connections to close, once draining.
+    pub(crate) fn event_turned(&self) {
+        let mut turns = self.event_turns();
+        turns.pending -= 1;
+        if turns.pending == 0 && turns.draining {
+            self.idle_close.reach();
+        }
+    }
+
+    /// Whether no server's event turn is to come after the drain began, so that the
+    /// sequence itself waits for the runtime to read the sockets' events (a timer's turn)
+    /// before it tells idle connections to close. Otherwise the last server's turn tells
+    /// them.
+    pub(crate) fn idle_close_by_timer(&self) -> bool {
+        self.event_turns().pending == 0
+    }
+
+    fn event_turns(&self) -> std::sync::MutexGuard<'_, EventTurns> {
+        self.event_turns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Moves to `to` if it is later than the current phase; the transition made, if any.
@@ -139,6 +183,10 @@ impl Machine {
         });
         if !moved {
             return None;
+        }
+        if from < Phase::Draining && to >= Phase::Draining {
+            // Before the milestones wake the servers that turn at the drain.
+            self.event_turns().draining = true;
         }
         for milestone in &self.reached[from.index() + 1..=to.index()] {
             milestone.reach();

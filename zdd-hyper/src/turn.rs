@@ -1,0 +1,90 @@
+//! The drain's event turn: telling the lifecycle when this runtime has read its sockets'
+//! events after draining began, so that idle HTTP/1 connections close then
+//! ([`EventTurn`]), microseconds after the drain began instead of at the lifecycle's own
+//! timer turn, about a millisecond.
+//!
+//! A socket pair made readable and then registered with the runtime after draining began is
+//! reported after every socket that was ready before it: the kernel keeps ready sockets in
+//! a first come, first served list, and the runtime wakes each socket's reader as it reads
+//! its event. So when the pair is reported, a request that reached an idle connection's
+//! socket before is known to that connection's reader, however many sockets were ready at
+//! once (the runtime reads at most 1,024 events at a time).
+
+use std::{
+    io::{self, Write},
+    os::unix::net::UnixStream,
+    pin::pin,
+    time::Duration,
+};
+
+use tokio::time::{Instant, sleep_until};
+use zdd_core::{EventTurn, LifecycleHandle, Phase};
+
+/// Waits for draining, then for the runtime's event turn, and says so with `turn`. Forcing
+/// ends the wait: it tells idle connections to close whatever is outstanding.
+pub(crate) async fn at_drain(handle: LifecycleHandle, turn: EventTurn) {
+    let mut forcing = pin!(handle.reached(Phase::Forcing));
+    tokio::select! {
+        biased;
+        () = &mut forcing => {}
+        () = async {
+            handle.draining().await;
+            event_turn(UnixStream::pair).await;
+        } => {}
+    }
+    turn.turned();
+}
+
+/// Completes once the runtime has read every socket event that was ready when it was
+/// called: through a socket pair from `pair`, or, when there is none (no file descriptor
+/// left), at the timer's next turn, which comes after a read of the events too.
+async fn event_turn(pair: impl FnOnce() -> io::Result<(UnixStream, UnixStream)>) {
+    if let Err(error) = reported_after_ready(pair).await {
+        tracing::debug!(target: "zdd", error = %error, "no socket pair for the drain's event turn; waiting for a timer's turn");
+        // A deadline past now: tokio's timer would fire one of now at once when now falls
+        // on a whole millisecond it has turned past.
+        sleep_until(Instant::now() + Duration::from_nanos(1)).await;
+    }
+}
+
+/// Makes one end of a pair readable, registers it with the runtime, and waits until the
+/// runtime reports it.
+async fn reported_after_ready(
+    pair: impl FnOnce() -> io::Result<(UnixStream, UnixStream)>,
+) -> io::Result<()> {
+    let (writer, reader) = pair()?;
+    // A new pair's buffer is empty: the write does not block.
+    (&writer).write_all(&[1])?;
+    reader.set_nonblocking(true)?;
+    // Registered while readable: the kernel adds it at the end of the ready list.
+    let reader = tokio::net::UnixStream::from_std(reader)?;
+    reader.readable().await
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_test::{assert_pending, assert_ready, task};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_turn_completes_once_the_runtime_reports_the_pair() {
+        let mut turn = task::spawn(event_turn(UnixStream::pair));
+        assert_pending!(
+            turn.poll(),
+            "the pair is reported by the runtime, not at once"
+        );
+        tokio::time::timeout(Duration::from_secs(10), turn)
+            .await
+            .expect("the runtime reports the pair");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_socket_pair_the_turn_is_the_timers() {
+        let no_files = || Err(io::Error::from_raw_os_error(24)); // EMFILE
+        let mut turn = task::spawn(event_turn(no_files));
+        assert_pending!(turn.poll());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_ready!(turn.poll());
+    }
+}
