@@ -29,7 +29,10 @@ pub(crate) async fn at_drain(handle: LifecycleHandle, turn: EventTurn) {
         () = &mut forcing => {}
         () = async {
             handle.draining().await;
+            let began = Instant::now();
             event_turn(UnixStream::pair).await;
+            let turn_us = began.elapsed().as_micros() as u64;
+            tracing::debug!(target: "zdd", turn_us, "the runtime read the sockets' events after the drain began: idle connections close");
         } => {}
     }
     turn.turned();
