@@ -70,6 +70,50 @@ mod tests {
 
     use super::*;
 
+    /// More sockets ready than the runtime reads events at a time (16 here, 1,024 by
+    /// default), and a runtime busy until the timer's next turn is due before it reads
+    /// them (the clock is moved, as a runtime busy with other tasks lets it pass): when the
+    /// turn completes, every socket that was ready before it began has been reported to its
+    /// reader. A timer's turn does not wait for that: this fails with `event_turn` given no
+    /// socket pair (checked when it was written).
+    #[test]
+    fn when_the_turn_completes_every_socket_ready_before_it_has_been_reported() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .max_io_events_per_tick(16)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (mut writers, mut readers) = (Vec::new(), Vec::new());
+            for _ in 0..200 {
+                let (writer, reader) = UnixStream::pair().unwrap();
+                reader.set_nonblocking(true).unwrap();
+                readers.push(tokio::net::UnixStream::from_std(reader).unwrap());
+                writers.push(writer);
+            }
+            // The registrations' own events (writable) are read first.
+            event_turn(UnixStream::pair).await;
+            for writer in &writers {
+                (&*writer).write_all(b"GET").unwrap();
+            }
+            let mut turn = task::spawn(event_turn(UnixStream::pair));
+            assert_pending!(turn.poll());
+            tokio::time::advance(Duration::from_millis(5)).await;
+            turn.await;
+            // `try_read` reads only what the runtime has reported readable (and spends no
+            // cooperative budget, which would answer `Pending` after 128 polls).
+            let unreported = readers
+                .iter()
+                .filter(|reader| {
+                    let read = reader.try_read(&mut [0; 8]);
+                    matches!(read, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
+                })
+                .count();
+            assert_eq!(unreported, 0, "of {} ready sockets", readers.len());
+        });
+    }
+
     #[tokio::test]
     async fn the_turn_completes_once_the_runtime_reports_the_pair() {
         let mut turn = task::spawn(event_turn(UnixStream::pair));
