@@ -21,7 +21,11 @@
 
 mod support;
 
-use std::path::Path;
+use std::{
+    io::Write,
+    path::Path,
+    process::{Command, Stdio},
+};
 
 use support::*;
 
@@ -140,17 +144,31 @@ async fn replacement_binds_the_same_port_with_reuse_port() {
 /// Installs `binary` at `path` the way deploys do: a new file renamed over the old one.
 fn install(binary: &Path, path: &Path) {
     let staged = path.with_extension("new");
-    std::fs::copy(binary, &staged).unwrap();
+    write_apart(&staged, &std::fs::read(binary).unwrap());
     std::fs::rename(&staged, path).unwrap();
 }
 
 /// Installs a shell script at `path`.
 fn install_script(path: &Path, script: &str) {
-    use std::os::unix::fs::PermissionsExt;
     let staged = path.with_extension("new");
-    std::fs::write(&staged, format!("#!/bin/sh\n{script}\n")).unwrap();
-    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_apart(&staged, format!("#!/bin/sh\n{script}\n").as_bytes());
     std::fs::rename(&staged, path).unwrap();
+}
+
+/// Writes an executable file from a child process, never through a descriptor of this one:
+/// the tests start processes from several threads at once, and a child forked while this
+/// process held the file open for writing keeps that descriptor until it executes its own
+/// program; starting the file meanwhile fails with "Text file busy" (seen in CI).
+fn write_apart(path: &Path, contents: &[u8]) {
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sh starts");
+    child.stdin.take().unwrap().write_all(contents).unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "writing {}: {status}", path.display());
 }
 
 /// The pid an upgrade handed over to, from the old process's log line.
