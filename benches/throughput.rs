@@ -238,6 +238,17 @@ fn measure(
     let cpu = cpu_seconds(server.child.id()) - cpu_before;
     server.terminate();
     let _ = server.child.wait();
+    if !output.status.success() && output.stdout.is_empty() {
+        // Also a load generator that is missing behind `taskset`, which runs but cannot
+        // start it.
+        eprintln!(
+            "{} failed ({}): {}\ninstall it if it is missing (h2load: apt-get install nghttp2-client)",
+            load.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        std::process::exit(2);
+    }
     if protocol == "h2load" {
         return h2load_measured(&String::from_utf8_lossy(&output.stdout), kind, cpu);
     }
