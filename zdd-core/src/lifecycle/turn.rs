@@ -13,7 +13,8 @@ use crate::shared::Shared;
 /// about a millisecond. A server that sees its runtime's event loop can tell sooner: for
 /// example, a byte written to a socket pair registered with the runtime after draining
 /// began is reported after every event that was ready before it, as the kernel reports
-/// ready sockets first come, first served.
+/// ready sockets first come, first served. A word speaks for the runtime whose event loop
+/// it watched: a server that serves from several runtimes gives one for each.
 ///
 /// While any word is outstanding, the lifecycle waits for all of them, not for its timer;
 /// a later phase (forcing) tells idle connections to close whatever is outstanding. Give
