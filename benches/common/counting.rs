@@ -8,6 +8,11 @@
 //! guard also carries what a log line about a request aborted at forcing must give, as
 //! zdd's design asks: its method, the start of its path and its age. It is copied inline
 //! at the call (no allocation), so the guard is as large as zdd's.
+//!
+//! With the [`Layered`] duty as well (zdd-core's `one_request/duties_floor`), the service
+//! also does, at their least, what `ZddLayer` does on every request with its default
+//! settings: a request to an exempt path is not counted, and once shutdown has begun an
+//! answer carries `Connection: close`.
 
 use std::{
     future::Future,
@@ -20,19 +25,19 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use http::{Method, Request, Response};
+use http::{HeaderValue, Method, Request, Response, header};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
 /// A service counted in flight from its call to its response body's drop; each request's
-/// guard carries its label `L`.
-pub(crate) struct Counting<S, L = Unnamed> {
+/// guard carries its label `L`, and the service does its duty `D` besides.
+pub(crate) struct Counting<S, L = Unnamed, D = Counts> {
     inner: S,
     in_flight: Arc<AtomicUsize>,
-    label: PhantomData<fn() -> L>,
+    label: PhantomData<fn() -> (L, D)>,
 }
 
-impl<S, L> Counting<S, L> {
+impl<S, L, D> Counting<S, L, D> {
     pub(crate) fn new(inner: S) -> Self {
         Self {
             inner,
@@ -42,12 +47,54 @@ impl<S, L> Counting<S, L> {
     }
 }
 
-impl<S: Clone, L> Clone for Counting<S, L> {
+impl<S: Clone, L, D> Clone for Counting<S, L, D> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             in_flight: Arc::clone(&self.in_flight),
             label: PhantomData,
+        }
+    }
+}
+
+/// What the service does besides counting.
+pub(crate) trait Duty {
+    /// Whether `request` is counted.
+    fn counts<B>(_request: &Request<B>) -> bool {
+        true
+    }
+
+    /// Marks an answer.
+    fn answered<B>(_response: &mut Response<B>) {}
+}
+
+/// Nothing besides counting.
+pub(crate) struct Counts;
+
+impl Duty for Counts {}
+
+/// `ZddLayer`'s duties on every request with its default settings, at their least: a
+/// request to the exempt path (`/metrics`, as the layer's benchmark exempts) is not
+/// counted, and once shutdown has begun (one load an answer) the answer carries
+/// `Connection: close` (zdd's layer adds it on HTTP/1 only, and leaves 101 alone).
+#[allow(dead_code)] // only zdd-core's micro benchmark uses it
+pub(crate) struct Layered;
+
+/// Set when shutdown begins: never, here.
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+impl Duty for Layered {
+    #[inline]
+    fn counts<B>(request: &Request<B>) -> bool {
+        request.uri().path() != "/metrics"
+    }
+
+    #[inline]
+    fn answered<B>(response: &mut Response<B>) {
+        if SHUTTING_DOWN.load(Ordering::Acquire) {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
     }
 }
@@ -136,38 +183,43 @@ impl<L: Label> Drop for Counted<L> {
     }
 }
 
-impl<S, B, ResB, L> tower::Service<Request<B>> for Counting<S, L>
+impl<S, B, ResB, L, D> tower::Service<Request<B>> for Counting<S, L, D>
 where
     S: tower::Service<Request<B>, Response = Response<ResB>>,
     L: Label,
+    D: Duty,
 {
     type Response = Response<CountedBody<ResB, L>>;
     type Error = S::Error;
-    type Future = CountedFuture<S::Future, L>;
+    type Future = CountedFuture<S::Future, L, D>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let counted = Counted(Arc::clone(&self.in_flight), L::of(&request));
+        let counted = D::counts(&request).then(|| {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+            Counted(Arc::clone(&self.in_flight), L::of(&request))
+        });
         CountedFuture {
             inner: self.inner.call(request),
-            counted: Some(counted),
+            counted,
+            duty: PhantomData,
         }
     }
 }
 
 pin_project! {
-    pub(crate) struct CountedFuture<F, L: Label> {
+    pub(crate) struct CountedFuture<F, L: Label, D> {
         #[pin]
         inner: F,
         counted: Option<Counted<L>>,
+        duty: PhantomData<fn() -> D>,
     }
 }
 
-impl<F, B, E, L: Label> Future for CountedFuture<F, L>
+impl<F, B, E, L: Label, D: Duty> Future for CountedFuture<F, L, D>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -175,7 +227,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
+        let mut response = ready!(this.inner.poll(cx))?;
+        D::answered(&mut response);
         let counted = this.counted.take();
         Poll::Ready(Ok(response.map(|body| CountedBody { body, counted })))
     }

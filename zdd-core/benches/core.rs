@@ -8,6 +8,9 @@
 //! or path checks; `one_request/named_floor` adds what the forced-close log needs (the
 //! guard carries the method, the start of the path and the start time). Both are the
 //! throughput driver's floors (`benches/common/counting.rs` at the workspace's root).
+//! `one_request/duties_floor` adds, at their least, the duties `ZddLayer` has on every
+//! request with the settings benchmarked here: the exempt path is not counted, and an
+//! answer given once shutdown has begun carries `Connection: close`.
 //!
 //! Run with `cargo bench -p zdd-core --features tower --bench core`; with `metrics` too, it
 //! also measures `RequestMetricsLayer` (`one_request/request_metrics`).
@@ -35,7 +38,7 @@ use zdd_core::{Config, Lifecycle, layer::ZddLayer};
 #[path = "../../benches/common/counting.rs"]
 mod counting;
 
-use counting::{Counting, Name, Unnamed};
+use counting::{Counting, Layered, Name, Unnamed};
 
 fn guards(c: &mut Criterion) {
     let lifecycle = Lifecycle::new(Config::default());
@@ -90,9 +93,9 @@ where
 type SendOne<'a> = dyn FnMut(&Uri) + 'a;
 
 /// Builds each service compared (the bare handler, `ZddLayer` alone and counted on a
-/// connection, the counting and named floors, and with `metrics` the request metrics) and hands
-/// `each` its name and a function that sends it one request: the same services for
-/// criterion and for `--count`.
+/// connection, the counting, named and duties floors, and with `metrics` the request
+/// metrics) and hands `each` its name and a function that sends it one request: the same
+/// services for criterion and for `--count`.
 fn with_services(each: &mut dyn FnMut(&str, &mut SendOne<'_>)) {
     let lifecycle = Lifecycle::new(Config::default());
     let handle = lifecycle.handle();
@@ -124,6 +127,10 @@ fn with_services(each: &mut dyn FnMut(&str, &mut SendOne<'_>)) {
     let mut named = Counting::<_, Name>::new(handler());
     each("named_floor", &mut |uri| {
         drop(black_box(one_request(&mut named, uri)));
+    });
+    let mut duties = Counting::<_, Name, Layered>::new(handler());
+    each("duties_floor", &mut |uri| {
+        drop(black_box(one_request(&mut duties, uri)));
     });
     // The opt-in per-version metrics, recording into Prometheus' exporter.
     #[cfg(feature = "metrics")]
