@@ -10,9 +10,9 @@
 //! at the call (no allocation), so the guard is as large as zdd's.
 //!
 //! With the [`Layered`] duty as well (zdd-core's `one_request/duties_floor`), the service
-//! also does, at their least, what `ZddLayer` does on every request with its default
-//! settings: a request to an exempt path is not counted, and once shutdown has begun an
-//! answer carries `Connection: close`.
+//! also does, at their least, what `ZddLayer` does on every request with the settings its
+//! benchmark gives it: a request to the exempt path is not counted, and once shutdown has
+//! begun an answer carries `Connection: close`.
 
 use std::{
     future::Future,
@@ -73,10 +73,10 @@ pub(crate) struct Counts;
 
 impl Duty for Counts {}
 
-/// `ZddLayer`'s duties on every request with its default settings, at their least: a
-/// request to the exempt path (`/metrics`, as the layer's benchmark exempts) is not
-/// counted, and once shutdown has begun (one load an answer) the answer carries
-/// `Connection: close` (zdd's layer adds it on HTTP/1 only, and leaves 101 alone).
+/// `ZddLayer`'s duties on every request with the settings its benchmark gives it, at their
+/// least: a request to the exempt path (`/metrics`) is not counted, and once shutdown has
+/// begun (one load an answer) the answer carries `Connection: close` (zdd's layer adds it
+/// on HTTP/1 only, and leaves 101 alone).
 #[allow(dead_code)] // only zdd-core's micro benchmark uses it
 pub(crate) struct Layered;
 
