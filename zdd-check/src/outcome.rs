@@ -106,7 +106,8 @@ impl Outcome {
     }
 
     /// Whether the request provably never reached the server's application: its kept-alive
-    /// connection closed before the request was written (hyper's "canceled"), or an HTTP/2
+    /// connection closed before the request was written (hyper's "canceled"), the client's
+    /// pool gave up on a connection before writing it (see [`POOL_GAVE_UP`]), or an HTTP/2
     /// server refused the stream (a GOAWAY whose last stream came before it, or
     /// `REFUSED_STREAM`), which promises it was not processed (RFC 9113 §8.7).
     pub(crate) fn never_sent(error: &hyper_util::client::legacy::Error) -> bool {
@@ -116,6 +117,11 @@ impl Outcome {
                 .downcast_ref::<hyper::Error>()
                 .is_some_and(hyper::Error::is_canceled)
             {
+                return true;
+            }
+            // hyper-util's pool reports these with its own error types, which are not
+            // public; the message is what tells, as for a failed name lookup below.
+            if cause.source().is_none() && POOL_GAVE_UP.contains(&cause.to_string().as_str()) {
                 return true;
             }
             if let Some(h2) = cause.downcast_ref::<h2::Error>()
@@ -170,6 +176,17 @@ impl Outcome {
     }
 }
 
+/// What hyper-util's client pool says when it drops a request before writing any of it,
+/// while it waits for a connection: the connection it waited for closed before it could be
+/// used ("checked out connection was closed"), or, as it connected over TLS and the server
+/// picked HTTP/2, another of its new connections to the same server had been upgraded first
+/// and the waiting request was cancelled in favour of that one ("ALPN upgraded to HTTP/2").
+/// Both happen when connections end and are replaced under load, a rollout's every step.
+const POOL_GAVE_UP: [&str; 2] = [
+    "checked out connection was closed",
+    "ALPN upgraded to HTTP/2",
+];
+
 /// Whether `error`, or an I/O error it wraps, is a TLS error.
 fn is_tls(error: &io::Error) -> bool {
     match error.get_ref() {
@@ -178,3 +195,6 @@ fn is_tls(error: &io::Error) -> bool {
         None => false,
     }
 }
+
+#[cfg(test)]
+mod tests;
