@@ -88,7 +88,7 @@ fn main() {
         );
     }
     let ratio = |f: fn(&(f64, f64)) -> f64| {
-        median(
+        common::stats::ratio_with_interval(
             results[1]
                 .iter()
                 .zip(&results[0])
@@ -97,7 +97,8 @@ fn main() {
         )
     };
     println!(
-        "zdd / tonic, median of the per-round ratios: calls/s {:.3}x  p99 {:.3}x",
+        "zdd / tonic, median of the per-round ratios [at least {:.0} % sure it lies within]: calls/s {}  p99 {}",
+        common::stats::CONFIDENCE * 100.0,
         ratio(|r| r.0),
         ratio(|r| r.1)
     );

@@ -13,7 +13,9 @@
 //! Client and server share the machine: on a small one, compare ratios, not absolute rates.
 //! With `--pin S,C` (through `taskset`) the server runs on CPU `S` and the load generator
 //! on CPU `C`, so they do not take each other's core. The last table gives zdd's ratio to
-//! each other server: the median over the rounds of the ratio within each round.
+//! each other server: the median over the rounds of the ratio within each round, and the
+//! interval the true median lies in at least 95 % sure (`common/stats.rs`): a target the
+//! interval straddles is not decided by the run.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each driver uses a part of it
@@ -132,10 +134,12 @@ fn main() {
         return;
     }
     println!(
-        "\nzdd against each server: medians over the rounds of zdd / server in the same round"
+        "\nzdd against each server: medians over the rounds of zdd / server in the same round,\n\
+         [in brackets: where the true median lies, at least {:.0} % sure; 6 rounds or more]",
+        common::stats::CONFIDENCE * 100.0
     );
     println!(
-        "{:<14} {:<5} {:>10} {:>10} {:>10}",
+        "{:<17} {:<6} {:>23} {:>23} {:>23}",
         "against", "proto", "req/s", "p99", "CPU/req"
     );
     for &protocol in &protocols {
@@ -143,10 +147,12 @@ fn main() {
             let ratio = |f: fn(&Measured) -> f64| {
                 let zdd = &results[&("zdd", protocol)];
                 let other = &results[&(kind, protocol)];
-                median(&mut zdd.iter().zip(other).map(|(z, o)| f(z) / f(o)).collect())
+                common::stats::ratio_with_interval(
+                    zdd.iter().zip(other).map(|(z, o)| f(z) / f(o)).collect(),
+                )
             };
             println!(
-                "{kind:<14} {protocol:<5} {:>9.3}x {:>9.3}x {:>9.3}x",
+                "{kind:<17} {protocol:<6} {:>23} {:>23} {:>23}",
                 ratio(|m| m.rps),
                 ratio(|m| m.p99),
                 ratio(|m| m.cpu_us),

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 
 pub(crate) mod counting;
 pub(crate) mod idle;
+pub(crate) mod stats;
 
 /// The value after `--name` on the command line.
 pub(crate) fn value(name: &str) -> Option<String> {
