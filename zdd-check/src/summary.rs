@@ -184,7 +184,8 @@ impl Summary {
     /// Requests that provably never reached the server's application (their kept-alive
     /// connection closed as it was picked, the client's pool dropped them while they waited
     /// for a connection, or an HTTP/2 server refused the stream with GOAWAY or
-    /// `REFUSED_STREAM`), each sent again (up to 3 times) on a new connection, as clients do. Not failures: nothing was processed; counted so nothing is hidden.
+    /// `REFUSED_STREAM`), each sent again (up to 3 times) on a new connection, as clients
+    /// do. Not failures: nothing was processed; counted so nothing is hidden.
     #[must_use]
     pub fn unsent_retried(&self) -> u64 {
         self.unsent_retried
