@@ -72,7 +72,7 @@ impl<I> TrackedIo<I> {
 
     /// Whether the connection speaks HTTP/2 (read from the guard until its first request
     /// has begun, then kept).
-    #[inline]
+    #[inline(always)]
     fn is_http2(&mut self) -> bool {
         if self.protocol.is_none() {
             self.protocol = self.state.guard.protocol();
@@ -121,7 +121,7 @@ impl<I: Unpin> TrackedIo<I> {
     /// The stream, or an error once forcing has closed it. An HTTP/2 connection's stream
     /// stays open at forcing: its task serves it a moment longer, so the answers that end its
     /// open streams then go out, and closes it (`Deadlines::flush_at_forcing`).
-    #[inline]
+    #[inline(always)]
     fn stream(&mut self) -> io::Result<Pin<&mut I>> {
         if !self.is_http2() && self.state.guard.must_fail_io() {
             self.inner = None;
