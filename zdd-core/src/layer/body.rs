@@ -80,23 +80,18 @@ where
                 forced,
             } => {
                 // Once its answer is over, a request is not ended at forcing.
-                let frame = ready!(Forced::poll_unless_forced(
-                    forced.as_deref_mut().filter(|_| guard.is_some()),
-                    cx,
-                    |cx| body.as_mut().poll_frame(cx)
-                ));
-                let Some(frame) = frame else {
-                    let trailers = forced
-                        .as_ref()
-                        .map(|end| end.trailers())
-                        .unwrap_or_default();
-                    // Aborted: counted and logged so as the guard goes, with the body.
-                    drop(guard.take());
-                    inner.set(Inner::Full {
-                        data: None,
-                        end: None,
-                    });
-                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                let frame = match forced.is_some() && guard.is_some() {
+                    false => ready!(body.as_mut().poll_frame(cx)),
+                    true => match ready!(poll_unless_forced(body.as_mut(), forced, guard, cx)) {
+                        Ok(frame) => frame,
+                        Err(trailers) => {
+                            inner.set(Inner::Full {
+                                data: None,
+                                end: None,
+                            });
+                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                        }
+                    },
                 };
                 match &frame {
                     None => {
@@ -136,6 +131,32 @@ where
             }
         }
     }
+}
+
+/// The body of a request the layer ends at forcing
+/// ([`ZddLayer::end_forced_with`](super::ZddLayer::end_forced_with)): its next frame, or,
+/// once forcing has come, the trailers to end it with (the guard released unfinished, so
+/// the request counts, and is logged, as aborted). Out of line and cold, so the path of
+/// every other body stays short.
+#[cold]
+#[inline(never)]
+#[allow(clippy::type_complexity)]
+fn poll_unless_forced<B: Body>(
+    body: Pin<&mut B>,
+    forced: &mut Option<Box<Forced>>,
+    guard: &mut Option<RequestGuard>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Option<Result<Frame<B::Data>, B::Error>>, http::HeaderMap>> {
+    let frame = ready!(Forced::poll_unless_forced(
+        forced.as_deref_mut(),
+        cx,
+        |cx| body.poll_frame(cx)
+    ));
+    Poll::Ready(frame.ok_or_else(|| {
+        let trailers = forced.as_ref().map(|end| end.trailers()).unwrap_or_default();
+        drop(guard.take());
+        trailers
+    }))
 }
 
 impl<B> std::fmt::Debug for ResponseBody<B> {

@@ -9,7 +9,7 @@ use std::{
 
 use http::{HeaderMap, Response, header};
 
-use crate::PhaseReached;
+use crate::{LifecycleHandle, Phase, PhaseReached};
 
 /// Waits for forcing on behalf of one request, and holds what to end it with.
 pub(crate) struct Forced {
@@ -18,8 +18,16 @@ pub(crate) struct Forced {
 }
 
 impl Forced {
-    pub(crate) fn new(forcing: PhaseReached, trailers: Arc<HeaderMap>) -> Box<Self> {
-        Box::new(Self { forcing, trailers })
+    /// What ends a request at forcing with `trailers`. Out of line and cold: only a layer
+    /// with `end_forced_with` builds one, and code for it beside every request's would
+    /// take room in the instruction cache on every request's path.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn new(handle: &LifecycleHandle, trailers: &Arc<HeaderMap>) -> Box<Self> {
+        Box::new(Self {
+            forcing: handle.reached(Phase::Forcing),
+            trailers: Arc::clone(trailers),
+        })
     }
 
     /// Polls `inner` (the service's future, or the body) unless forcing has come for this

@@ -91,8 +91,15 @@ pub(crate) fn is_http1(version: Version) -> bool {
 /// (101) are left alone: they hand the connection to the upgraded protocol.
 pub(crate) fn close_if_shutting_down<B>(response: &mut Response<B>, http1: bool, phase: Phase) {
     if http1 && phase.is_shutting_down() && response.status() != StatusCode::SWITCHING_PROTOCOLS {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        mark_close(response.headers_mut());
     }
+}
+
+/// Out of line and cold: answers are marked only once shutdown has begun, and the header
+/// map's insertion beside every answer's path would take room in the instruction cache on
+/// every request.
+#[cold]
+#[inline(never)]
+fn mark_close(headers: &mut http::HeaderMap) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
 }

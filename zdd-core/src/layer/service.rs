@@ -148,10 +148,7 @@ where
             (None, false) => RequestGuard::exempt(Arc::clone(&settings.handle.shared)),
         };
         let forced = match &settings.forced {
-            Some(headers) if counted => Some(Forced::new(
-                settings.handle.reached(Phase::Forcing),
-                Arc::clone(headers),
-            )),
+            Some(headers) if counted => Some(Forced::new(&settings.handle, headers)),
             _ => None,
         };
         let http1 = is_http1(request.version());
