@@ -153,7 +153,10 @@ fn poll_unless_forced<B: Body>(
         |cx| body.poll_frame(cx)
     ));
     Poll::Ready(frame.ok_or_else(|| {
-        let trailers = forced.as_ref().map(|end| end.trailers()).unwrap_or_default();
+        let trailers = forced
+            .as_ref()
+            .map(|end| end.trailers())
+            .unwrap_or_default();
         drop(guard.take());
         trailers
     }))
