@@ -212,12 +212,14 @@ impl RequestGuard {
     /// the connection it began: the clock is read once per request.
     #[cfg(feature = "tower")]
     #[inline]
-    pub(crate) fn on_connection<B>(
+    pub(crate) fn on_connection(
         connection: &Arc<ConnectionInner>,
-        request: &http::Request<B>,
+        method: &Method,
+        path: &str,
+        version: http::Version,
         counted: bool,
     ) -> Self {
-        let name = RequestName::of(counted.then(|| (request.method(), request.uri().path())));
+        let name = RequestName::of(counted.then_some((method, path)));
         let count = match counted {
             true => Count::Shard(connection.shared.work().connection_requests().add()),
             false => Count::Not,
@@ -225,8 +227,8 @@ impl RequestGuard {
         let started = connection.last_active();
         let owner = Owner::Connection {
             connection: Arc::clone(connection),
-            http1: crate::Protocol::of(request.version()) == crate::Protocol::Http1,
-            connect: request.method() == Method::CONNECT,
+            http1: crate::Protocol::of(version) == crate::Protocol::Http1,
+            connect: method == Method::CONNECT,
         };
         Self::with_owner(owner, count, name, Some(started))
     }
@@ -470,7 +472,13 @@ mod tests {
             .version(Version::HTTP_2)
             .body(())
             .unwrap();
-        let guard = super::RequestGuard::on_connection(connection.inner(), &request, true);
+        let guard = super::RequestGuard::on_connection(
+            connection.inner(),
+            request.method(),
+            request.uri().path(),
+            request.version(),
+            true,
+        );
         let age = guard.age();
         assert!(
             (Duration::from_secs(5)..Duration::from_secs(60)).contains(&age),

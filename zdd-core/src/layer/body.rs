@@ -29,7 +29,13 @@ pin_project! {
         Tracked {
             #[pin] body: B,
             guard: Option<RequestGuard>,
-            forced: Option<Box<Forced>>,
+        },
+        // The body of a request the layer ends at forcing: a variant of its own, so that
+        // every other body carries, drops and tests nothing of it.
+        Forced {
+            #[pin] body: B,
+            guard: Option<RequestGuard>,
+            end: Box<Forced>,
         },
         Full { data: Option<Bytes>, end: Option<RequestEnd> },
     }
@@ -38,18 +44,17 @@ pin_project! {
 impl<B> ResponseBody<B> {
     /// `forced`: the answer ends with trailers at forcing
     /// ([`ZddLayer::end_forced_with`](super::ZddLayer::end_forced_with)).
+    #[inline(always)]
     pub(crate) fn tracked(
         body: B,
         guard: Option<RequestGuard>,
         forced: Option<Box<Forced>>,
     ) -> Self {
-        Self {
-            inner: Inner::Tracked {
-                body,
-                guard,
-                forced,
-            },
-        }
+        let inner = match forced {
+            None => Inner::Tracked { body, guard },
+            Some(end) => Inner::Forced { body, guard, end },
+        };
+        Self { inner }
     }
 
     /// A body the layer wrote; `end` tells a connection when it is over.
@@ -74,42 +79,12 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut inner = self.project().inner;
         match inner.as_mut().project() {
-            InnerProj::Tracked {
-                mut body,
-                guard,
-                forced,
-            } => {
-                // Once its answer is over, a request is not ended at forcing.
-                let frame = match forced.is_some() && guard.is_some() {
-                    false => ready!(body.as_mut().poll_frame(cx)),
-                    true => match ready!(poll_unless_forced(body.as_mut(), forced, guard, cx)) {
-                        Ok(frame) => frame,
-                        Err(trailers) => {
-                            inner.set(Inner::Full {
-                                data: None,
-                                end: None,
-                            });
-                            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                        }
-                    },
-                };
-                match &frame {
-                    None => {
-                        if let Some(guard) = guard.take() {
-                            guard.finish();
-                        }
-                    }
-                    Some(Ok(_)) if body.is_end_stream() => {
-                        if let Some(guard) = guard.take() {
-                            guard.finish();
-                        }
-                    }
-                    // A failed body is an abandoned request: release it unfinished.
-                    Some(Err(_)) => drop(guard.take()),
-                    Some(Ok(_)) => {}
-                }
+            InnerProj::Tracked { mut body, guard } => {
+                let frame = ready!(body.as_mut().poll_frame(cx));
+                release_at_end(guard, &frame, || body.is_end_stream());
                 Poll::Ready(frame)
             }
+            InnerProj::Forced { .. } => poll_forced_body(inner, cx),
             InnerProj::Full { data, .. } => {
                 Poll::Ready(data.take().map(|data| Ok(Frame::data(data))))
             }
@@ -118,14 +93,14 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.inner {
-            Inner::Tracked { body, .. } => body.is_end_stream(),
+            Inner::Tracked { body, .. } | Inner::Forced { body, .. } => body.is_end_stream(),
             Inner::Full { data, .. } => data.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
-            Inner::Tracked { body, .. } => body.size_hint(),
+            Inner::Tracked { body, .. } | Inner::Forced { body, .. } => body.size_hint(),
             Inner::Full { data, .. } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
@@ -133,39 +108,73 @@ where
     }
 }
 
+/// Releases a request's guard once its body has given its last frame (`ended`: whether the
+/// body reports its end after this one), finished; or, when the body failed, unfinished: a
+/// failed body is an abandoned request.
+#[inline(always)]
+fn release_at_end<D, E>(
+    guard: &mut Option<RequestGuard>,
+    frame: &Option<Result<Frame<D>, E>>,
+    ended: impl FnOnce() -> bool,
+) {
+    match frame {
+        None => {
+            if let Some(guard) = guard.take() {
+                guard.finish();
+            }
+        }
+        Some(Ok(_)) if ended() => {
+            if let Some(guard) = guard.take() {
+                guard.finish();
+            }
+        }
+        Some(Err(_)) => drop(guard.take()),
+        Some(Ok(_)) => {}
+    }
+}
+
 /// The body of a request the layer ends at forcing
 /// ([`ZddLayer::end_forced_with`](super::ZddLayer::end_forced_with)): its next frame, or,
-/// once forcing has come, the trailers to end it with (the guard released unfinished, so
-/// the request counts, and is logged, as aborted). Out of line and cold, so the path of
-/// every other body stays short.
+/// once forcing has come while the answer is still open, the trailers that end it (the
+/// guard released unfinished, so the request counts, and is logged, as aborted). Out of
+/// line and cold, so the path of every other body stays short.
 #[cold]
 #[inline(never)]
-#[allow(clippy::type_complexity)]
-fn poll_unless_forced<B: Body>(
-    body: Pin<&mut B>,
-    forced: &mut Option<Box<Forced>>,
-    guard: &mut Option<RequestGuard>,
+fn poll_forced_body<B: Body<Data = Bytes>>(
+    mut inner: Pin<&mut Inner<B>>,
     cx: &mut Context<'_>,
-) -> Poll<Result<Option<Result<Frame<B::Data>, B::Error>>, http::HeaderMap>> {
-    let frame = ready!(Forced::poll_unless_forced(
-        forced.as_deref_mut(),
-        cx,
-        |cx| body.poll_frame(cx)
-    ));
-    Poll::Ready(frame.ok_or_else(|| {
-        let trailers = forced
-            .as_ref()
-            .map(|end| end.trailers())
-            .unwrap_or_default();
+) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    let InnerProj::Forced {
+        mut body,
+        guard,
+        end,
+    } = inner.as_mut().project()
+    else {
+        unreachable!("polled by ResponseBody::poll_frame")
+    };
+    // Once its answer is over, a request is not ended at forcing.
+    let forcing = guard.is_some().then_some(&mut **end);
+    let Some(frame) = ready!(Forced::poll_unless_forced(forcing, cx, |cx| body
+        .as_mut()
+        .poll_frame(cx)))
+    else {
         drop(guard.take());
-        trailers
-    }))
+        let trailers = end.trailers();
+        inner.set(Inner::Full {
+            data: None,
+            end: None,
+        });
+        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+    };
+    release_at_end(guard, &frame, || body.is_end_stream());
+    Poll::Ready(frame)
 }
 
 impl<B> std::fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (kind, in_flight) = match &self.inner {
             Inner::Tracked { guard, .. } => ("tracked", guard.is_some()),
+            Inner::Forced { guard, .. } => ("ended at forcing", guard.is_some()),
             Inner::Full { .. } => ("full", false),
         };
         f.debug_struct("ResponseBody")

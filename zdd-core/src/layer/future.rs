@@ -33,7 +33,14 @@ pin_project! {
             #[pin] future: F,
             guard: Option<RequestGuard>,
             http1: bool,
-            forced: Option<Box<Forced>>,
+        },
+        // A request the layer ends at forcing: a variant of its own, so that every other
+        // request's future carries, drops and tests nothing of it.
+        Forced {
+            #[pin] future: F,
+            guard: Option<RequestGuard>,
+            http1: bool,
+            end: Option<Box<Forced>>,
         },
         Probe { future: ProbeFuture, end: Option<RequestEnd> },
         // What to answer with, not the answer: a `Response` would make every request's
@@ -45,20 +52,31 @@ pin_project! {
 impl<F> ResponseFuture<F> {
     /// A request the inner service serves: counted by `guard`, or exempt (an uncounted
     /// guard, which reads the phase and tells a connection when the request is over).
-    /// `forced`, when the layer ends open requests at forcing
-    /// ([`ZddLayer::end_forced_with`](super::ZddLayer::end_forced_with)).
-    pub(crate) fn served(
-        future: F,
-        guard: RequestGuard,
-        http1: bool,
-        forced: Option<Box<Forced>>,
-    ) -> Self {
+    #[inline(always)]
+    pub(crate) fn served(future: F, guard: RequestGuard, http1: bool) -> Self {
         Self {
             inner: Inner::Served {
                 future,
                 guard: Some(guard),
                 http1,
-                forced,
+            },
+        }
+    }
+
+    /// A request served, and ended at forcing by `end` if still open then
+    /// ([`ZddLayer::end_forced_with`](super::ZddLayer::end_forced_with)).
+    pub(crate) fn forced(
+        future: F,
+        guard: RequestGuard,
+        http1: bool,
+        end: Option<Box<Forced>>,
+    ) -> Self {
+        Self {
+            inner: Inner::Forced {
+                future,
+                guard: Some(guard),
+                http1,
+                end,
             },
         }
     }
@@ -124,10 +142,9 @@ where
                 future,
                 guard,
                 http1,
-                forced: forced @ None,
             } => {
                 let result = ready!(future.poll(cx));
-                Poll::Ready(result.map(|response| answered(response, guard, *http1, forced)))
+                Poll::Ready(result.map(|response| answered(response, guard, *http1, None)))
             }
             // Kept out of line, so that the common answer's path is small enough to be
             // inlined where the future is polled.
@@ -137,12 +154,13 @@ where
 }
 
 /// The service's answer: the guard moves into the body, or ends here with an empty one.
+/// `forced`: what ends the body at forcing, for a request the layer ends so.
 #[inline(always)]
 fn answered<B: Body>(
     mut response: Response<B>,
     guard: &mut Option<RequestGuard>,
     http1: bool,
-    forced: &mut Option<Box<Forced>>,
+    forced: Option<Box<Forced>>,
 ) -> Response<ResponseBody<B>> {
     let Some(in_flight) = guard.as_ref() else {
         unreachable!("ResponseFuture polled after completion")
@@ -155,7 +173,7 @@ fn answered<B: Body>(
         RequestGuard::finish_in_place(guard);
         return response.map(|body| ResponseBody::tracked(body, None, None));
     }
-    let (guard, forced) = (guard.take(), forced.take());
+    let guard = guard.take();
     response.map(|body| ResponseBody::tracked(body, guard, forced))
 }
 
@@ -171,29 +189,29 @@ where
     B: Body,
 {
     match inner {
-        InnerProj::Served {
+        InnerProj::Forced {
             future,
             guard,
             http1,
-            forced,
+            end,
         } => {
-            let answer = ready!(Forced::poll_unless_forced(
-                forced.as_deref_mut(),
-                cx,
-                |cx| future.poll(cx)
-            ));
+            let answer = ready!(Forced::poll_unless_forced(end.as_deref_mut(), cx, |cx| {
+                future.poll(cx)
+            }));
             let Some(result) = answer else {
                 // Not answered at forcing: answered the protocol's way, and counted (and
                 // logged) as aborted when its guard goes.
-                let Some(end) = forced.take() else {
+                let Some(end) = end.take() else {
                     unreachable!("only a request that ends at forcing is answered so")
                 };
                 let response = end.answer();
                 drop(guard.take());
                 return Poll::Ready(Ok(response.map(|()| ResponseBody::full(Bytes::new(), None))));
             };
-            Poll::Ready(result.map(|response| answered(response, guard, *http1, forced)))
+            let end = end.take();
+            Poll::Ready(result.map(|response| answered(response, guard, *http1, end)))
         }
+        InnerProj::Served { .. } => unreachable!("polled by ResponseFuture::poll"),
         InnerProj::Probe { future, end } => {
             let response = ready!(future.as_mut().poll(cx));
             let end = end.take();
@@ -219,6 +237,7 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.inner {
             Inner::Served { .. } => "served",
+            Inner::Forced { .. } => "ended at forcing",
             Inner::Probe { .. } => "probe",
             Inner::Rejected { .. } => "rejected",
         };

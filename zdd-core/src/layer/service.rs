@@ -123,8 +123,11 @@ where
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let settings = &*self.scope.settings;
-        let counted = !settings.may_be_special(request.uri().path())
-            || match self.special(request.uri().path(), request.version()) {
+        // Found once: the path is read through the URI's pointers, which the compiler
+        // reads again after each atomic operation when asked for it twice.
+        let (path, version) = (request.uri().path(), request.version());
+        let counted = !settings.may_be_special(path)
+            || match self.special(path, version) {
                 Special::Probe(answer) => return answer,
                 Special::Exempt => false,
                 Special::Counted => true,
@@ -133,26 +136,20 @@ where
             && let LateRequests::Reject { retry_after } = settings.late
             && settings.handle.phase() >= Phase::Draining
         {
-            return self.reject(
-                request.method().as_str(),
-                request.uri().path(),
-                request.version(),
-                retry_after,
-            );
+            return self.reject(request.method().as_str(), path, version, retry_after);
         }
         let guard = match (&self.scope.connection, counted) {
-            (Some(connection), _) => RequestGuard::on_connection(connection, &request, counted),
-            (None, true) => settings
-                .handle
-                .track_http_request(request.method(), request.uri().path()),
+            (Some(connection), _) => {
+                RequestGuard::on_connection(connection, request.method(), path, version, counted)
+            }
+            (None, true) => settings.handle.track_http_request(request.method(), path),
             (None, false) => RequestGuard::exempt(Arc::clone(&settings.handle.shared)),
         };
-        let forced = match &settings.forced {
-            Some(headers) if counted => Some(Forced::new(&settings.handle, headers)),
-            _ => None,
-        };
-        let http1 = is_http1(request.version());
-        ResponseFuture::served(self.inner.call(request), guard, http1, forced)
+        let http1 = is_http1(version);
+        if counted && settings.forced.is_some() {
+            return self.call_forced(request, guard, http1);
+        }
+        ResponseFuture::served(self.inner.call(request), guard, http1)
     }
 }
 
@@ -189,6 +186,28 @@ impl<S> Zdd<S> {
             true => Special::Exempt,
             false => Special::Counted,
         }
+    }
+
+    /// A request the layer ends at forcing ([`ZddLayer::end_forced_with`](super::ZddLayer::end_forced_with)).
+    /// Out of line and cold: code for it beside every request's would take room in the
+    /// instruction cache on every request's path.
+    #[cold]
+    #[inline(never)]
+    fn call_forced<ReqBody, ResBody>(
+        &mut self,
+        request: Request<ReqBody>,
+        guard: RequestGuard,
+        http1: bool,
+    ) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
+        let settings = &*self.scope.settings;
+        let end = settings
+            .forced
+            .as_ref()
+            .map(|trailers| Forced::new(&settings.handle, trailers));
+        ResponseFuture::forced(self.inner.call(request), guard, http1, end)
     }
 
     /// A request that came during the drain, answered 503 ([`LateRequests::Reject`]).
