@@ -8,6 +8,7 @@
 //! cargo bench --bench throughput -- --rounds 3 --seconds 3 --concurrency 32
 //! cargo bench --bench throughput -- --servers zdd,hyper-util --protocols h2c
 //! cargo bench --bench throughput -- --pin 0,1   # server on CPU 0, load generator on CPU 1
+//! benches/layouts --count 8 -- --rounds 40 --servers zdd,hyper-util-duties --protocols h2load
 //! ```
 //!
 //! Client and server share the machine: on a small one, compare ratios, not absolute rates.
@@ -16,12 +17,21 @@
 //! each other server: the median over the rounds of the ratio within each round, and the
 //! interval the true median lies in at least 95 % sure (`common/stats.rs`): a target the
 //! interval straddles is not decided by the run.
+//!
+//! With `--layouts DIR`, round `r` runs every server from the `r mod K`th of the K benchmark
+//! binaries in `DIR` instead of this one: builds that differ only in where the linker put
+//! each function (`benches/layouts` makes them). Where code lies decides which of it shares
+//! instruction-cache sets and pages, and moves a server's rate by a few per cent either way
+//! by luck; over several layouts that luck averages out instead of favouring one server.
 
 #[path = "common/mod.rs"]
 #[allow(dead_code)] // each driver uses a part of it
 mod common;
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
 
 use axum::{Router, routing::get, serve::ListenerExt};
 use common::{
@@ -73,6 +83,7 @@ fn main() {
     };
     let checker = common::build_checker();
     let pin = common::pin();
+    let layouts = layouts();
 
     let mut results: BTreeMap<(&str, &str), Vec<Measured>> = BTreeMap::new();
     for round in 0..rounds {
@@ -80,13 +91,28 @@ fn main() {
         if round % 2 == 1 {
             order.reverse();
         }
+        let exe = &layouts[round % layouts.len()];
         for kind in order {
             for &protocol in &protocols {
-                let measured =
-                    measure(&checker, kind, protocol, seconds, concurrency, pin.as_ref());
+                let measured = measure(
+                    exe,
+                    &checker,
+                    kind,
+                    protocol,
+                    seconds,
+                    concurrency,
+                    pin.as_ref(),
+                );
                 println!(
-                    "round {round} {kind:<14} {protocol:<5} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.2} us/request",
-                    measured.rps, measured.p50, measured.p99, measured.cpu_us
+                    "round {round} {kind:<14} {protocol:<5} {:>9.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  server CPU {:>5.2} us/request{}",
+                    measured.rps,
+                    measured.p50,
+                    measured.p99,
+                    measured.cpu_us,
+                    match layouts.len() {
+                        1 => String::new(),
+                        _ => format!("  layout {}", round % layouts.len()),
+                    }
                 );
                 results.entry((kind, protocol)).or_default().push(measured);
             }
@@ -97,7 +123,13 @@ fn main() {
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
-    println!("\n{rounds} rounds of {seconds} s, {concurrency} keep-alive clients, medians:");
+    println!(
+        "\n{rounds} rounds of {seconds} s, {concurrency} keep-alive clients{}, medians:",
+        match layouts.len() {
+            1 => String::new(),
+            k => format!(", {k} code layouts"),
+        }
+    );
     println!(
         "{:<14} {:<5} {:>10} {:>9} {:>9} {:>11} {:>10} {:>10} {:>10}",
         "server",
@@ -180,6 +212,28 @@ fn pick(name: &str, all: &[&'static str], default: usize) -> Vec<&'static str> {
         .collect()
 }
 
+/// The benchmark binaries the servers run from: those in the directory after `--layouts`
+/// (in name order), or this one.
+fn layouts() -> Vec<PathBuf> {
+    let Some(dir) = common::value("--layouts") else {
+        return vec![std::env::current_exe().expect("the benchmark's own path")];
+    };
+    let mut layouts: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| {
+            eprintln!("--layouts {dir}: {e}");
+            std::process::exit(2);
+        })
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .filter(|path| path.is_file())
+        .collect();
+    if layouts.is_empty() {
+        eprintln!("--layouts {dir}: no benchmark binary in it (benches/layouts builds them)");
+        std::process::exit(2);
+    }
+    layouts.sort();
+    layouts
+}
+
 /// One run.
 #[derive(Clone, Copy)]
 struct Measured {
@@ -192,8 +246,10 @@ struct Measured {
     cpu_us: f64,
 }
 
-/// Starts `kind`, loads it with zdd-check, stops it: (requests/s, p50 ms, p99 ms).
+/// Starts `kind` from the benchmark binary `exe`, loads it with zdd-check (or h2load),
+/// stops it.
 fn measure(
+    exe: &Path,
     checker: &Path,
     kind: &str,
     protocol: &str,
@@ -201,7 +257,8 @@ fn measure(
     concurrency: usize,
     pin: Option<&(String, String)>,
 ) -> Measured {
-    let mut server = common::ServerProcess::start_on(kind, pin.map(|(server, _)| server.as_str()));
+    let mut server =
+        common::ServerProcess::start_from(exe, kind, pin.map(|(server, _)| server.as_str()));
     let port = server.port;
     let cpu_before = cpu_seconds(server.child.id());
     let load = if protocol == "h2load" {

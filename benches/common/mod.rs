@@ -175,7 +175,12 @@ impl ServerProcess {
 
     /// Starts it on the CPUs `cpus` (a `taskset -c` list), or anywhere.
     pub(crate) fn start_on(kind: &str, cpus: Option<&str>) -> Self {
-        let exe = std::env::current_exe().unwrap();
+        Self::start_from(&std::env::current_exe().unwrap(), kind, cpus)
+    }
+
+    /// Starts it from the benchmark binary `exe` (another build of this one, such as one of
+    /// `benches/layouts`' builds, whose functions lie elsewhere in memory).
+    pub(crate) fn start_from(exe: &std::path::Path, kind: &str, cpus: Option<&str>) -> Self {
         let mut command = match cpus {
             Some(cpus) => {
                 let mut taskset = Command::new("taskset");
