@@ -54,7 +54,10 @@ impl RequestName {
         Method::TRACE,
     ];
 
-    #[inline]
+    // Always inlined: the method is a reference into the request, and handing it to a call
+    // kept out of line would make the compiler copy the whole request on every request's
+    // path (see `extension`).
+    #[inline(always)]
     fn new(method: &Method, path: &str) -> Self {
         let code = match *method {
             Method::GET => 1,
@@ -66,7 +69,10 @@ impl RequestName {
             Method::PATCH => 7,
             Method::CONNECT => 8,
             Method::TRACE => 9,
-            _ => return Self::extension(method.as_str(), path),
+            // Of a copy: the method's text is read by calls kept out of line, and a
+            // reference into the request escaping into them would make the compiler copy
+            // the whole request (264 bytes) on every request's path before handing it on.
+            _ => return Self::extension(&method.clone(), path),
         };
         let mut name = Self {
             method: code,
@@ -89,12 +95,13 @@ impl RequestName {
     }
 
     #[cold]
-    fn extension(method: &str, path: &str) -> Self {
+    #[inline(never)]
+    fn extension(method: &Method, path: &str) -> Self {
         let mut name = Self {
             method: Self::EXTENSION,
             ..Self::UNNAMED
         };
-        name.push(method);
+        name.push(method.as_str());
         name.push(" ");
         name.push(path);
         name

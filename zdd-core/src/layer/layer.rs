@@ -60,9 +60,32 @@ impl SpecialLengths {
     }
 }
 
+/// What a request whose path has the length of a probe's or an exempt path is.
+pub(crate) enum SpecialPath {
+    /// A probe, answered by the layer.
+    Probe(Probe),
+    /// Exempt: served uncounted.
+    Exempt,
+    /// Neither, after all.
+    Counted,
+}
+
 impl Settings {
     pub(crate) fn is_exempt(&self, path: &str) -> bool {
         self.exempt.iter().any(|exempt| exempt == path)
+    }
+
+    /// What a request to `path`, which [may be special](Settings::may_be_special), is. Kept
+    /// out of line, so the common call stays small.
+    #[inline(never)]
+    pub(crate) fn special(&self, path: &str) -> SpecialPath {
+        if let Some(probe) = self.probes.as_ref().and_then(|paths| paths.probe_for(path)) {
+            return SpecialPath::Probe(probe);
+        }
+        match self.is_exempt(path) {
+            true => SpecialPath::Exempt,
+            false => SpecialPath::Counted,
+        }
     }
 
     /// Whether `path` may be exempt or a probe: `false` is certain, `true` must be checked

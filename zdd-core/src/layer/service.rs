@@ -8,10 +8,10 @@ use tower_service::Service;
 
 use super::{ResponseFuture, forced::Forced, layer::Settings};
 use crate::{
-    ConnectionGuard, Phase,
+    ConnectionGuard, Phase, Probe,
     connection::{ConnectionInner, RequestEnd},
     guard::RequestGuard,
-    layer::{LateRequests, is_http1},
+    layer::{LateRequests, is_http1, layer::SpecialPath},
 };
 
 /// Tracks requests and marks responses according to the lifecycle's phase; built by
@@ -116,33 +116,40 @@ where
         self.inner.poll_ready(cx)
     }
 
-    // The request is handed on from one place, and what is kept out of line (the special
-    // paths, the 503) is given its parts, never a reference to it: a reference that
-    // escapes into a call the compiler cannot see through makes it copy the request (224
-    // bytes) before handing it on.
+    // Every path hands the request on whole: what is kept out of line (a probe's answer,
+    // the 503, the forced path) is given the request itself, never a reference into it, and
+    // an extension method's name is read from a copy (`RequestName::new`). A reference into
+    // the request escaping into a call the compiler cannot see through (`Method::as_str` is
+    // one), or a path that drops the request here, made it copy the whole request (264
+    // bytes) on every request's path before handing it on.
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let settings = &*self.scope.settings;
         // Found once: the path is read through the URI's pointers, which the compiler
         // reads again after each atomic operation when asked for it twice.
         let (path, version) = (request.uri().path(), request.version());
-        let counted = !settings.may_be_special(path)
-            || match self.special(path, version) {
-                Special::Probe(answer) => return answer,
-                Special::Exempt => false,
-                Special::Counted => true,
-            };
+        let special = match settings.may_be_special(path) {
+            true => settings.special(path),
+            false => SpecialPath::Counted,
+        };
+        let counted = match special {
+            SpecialPath::Probe(probe) => return self.probe(request, probe),
+            SpecialPath::Exempt => false,
+            SpecialPath::Counted => true,
+        };
         if counted
             && let LateRequests::Reject { retry_after } = settings.late
             && settings.handle.phase() >= Phase::Draining
         {
-            return self.reject(request.method().as_str(), path, version, retry_after);
+            return self.reject(request, retry_after);
         }
         let guard = match (&self.scope.connection, counted) {
             (Some(connection), _) => {
                 RequestGuard::on_connection(connection, request.method(), path, version, counted)
             }
-            (None, true) => settings.handle.track_http_request(request.method(), path),
+            (None, true) => {
+                RequestGuard::new(&settings.handle.shared, Some((request.method(), path)))
+            }
             (None, false) => RequestGuard::exempt(Arc::clone(&settings.handle.shared)),
         };
         let http1 = is_http1(version);
@@ -153,39 +160,24 @@ where
     }
 }
 
-/// What a request whose path has the length of a probe's or an exempt path is.
-enum Special<F> {
-    /// A probe, answered by the layer.
-    Probe(ResponseFuture<F>),
-    /// Exempt: served uncounted.
-    Exempt,
-    /// Neither, after all.
-    Counted,
-}
-
 impl<S> Zdd<S> {
-    /// Tells a request whose path may be special apart. Kept out of line, so the common
-    /// call stays small.
+    /// A probe's answer, by the layer.
+    #[cold]
     #[inline(never)]
-    fn special<F>(&self, path: &str, version: Version) -> Special<F> {
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the request is given, not lent: see `call`"
+    )]
+    fn probe<B, F>(&self, request: Request<B>, probe: Probe) -> ResponseFuture<F> {
         let settings = &*self.scope.settings;
-        if let Some(probe) = settings
-            .probes
-            .as_ref()
-            .and_then(|paths| paths.probe_for(path))
-        {
-            return Special::Probe(ResponseFuture::probe(
-                settings.handle.clone(),
-                probe,
-                settings.verbose,
-                is_http1(version),
-                self.request_end(version),
-            ));
-        }
-        match settings.is_exempt(path) {
-            true => Special::Exempt,
-            false => Special::Counted,
-        }
+        let version = request.version();
+        ResponseFuture::probe(
+            settings.handle.clone(),
+            probe,
+            settings.verbose,
+            is_http1(version),
+            self.request_end(version),
+        )
     }
 
     /// A request the layer ends at forcing ([`ZddLayer::end_forced_with`](super::ZddLayer::end_forced_with)).
@@ -213,15 +205,21 @@ impl<S> Zdd<S> {
     /// A request that came during the drain, answered 503 ([`LateRequests::Reject`]).
     #[cold]
     #[inline(never)]
-    fn reject<F>(
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the request is given, not lent: see `call`"
+    )]
+    fn reject<B, F>(
         &self,
-        method: &str,
-        path: &str,
-        version: Version,
+        request: Request<B>,
         retry_after: std::time::Duration,
     ) -> ResponseFuture<F> {
         self.scope.settings.handle.record_rejected();
-        debug!(method, path, "late request rejected");
+        let (path, version) = (request.uri().path(), request.version());
+        debug!(
+            method = request.method().as_str(),
+            path, "late request rejected"
+        );
         ResponseFuture::rejected(retry_after, is_http1(version), self.request_end(version))
     }
 
